@@ -1,0 +1,120 @@
+"""Forward noising of masked diffusion LMs: times, answer masks and mask draws.
+
+Pure tensor functions, randomness passed in as a ``torch.Generator``; shared by the trainer, the
+LIFT callback and baselines, the lm-eval likelihood and the tests (LLaDA, Nie et al. 2025;
+MDLM, Sahoo et al. 2024). None of them mutates its inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def uniform(shape, *, generator: torch.Generator | None = None, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``U(0, 1)`` draws of ``shape`` made on the generator's device, then moved to ``device``.
+
+    Drawing on the generator's own device keeps a run reproducible whatever device the model is on.
+    """
+    gen_device = generator.device if generator is not None else device
+    draws = torch.rand(shape, generator=generator, device=gen_device, dtype=dtype)
+    return draws.to(device) if device is not None else draws
+
+
+def sample_times(batch_size: int, *, eps: float = 1e-3, generator=None, device=None) -> torch.Tensor:
+    """Masking ratios ``t = (1 - eps) * u + eps`` with ``u ~ U(0, 1)``, one per sequence.
+
+    Returns:
+        ``[B]`` float32 tensor in ``[eps, 1)``.
+    """
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"eps must be in [0, 1), got {eps}.")
+    return (1.0 - eps) * uniform((batch_size,), generator=generator, device=device) + eps
+
+
+def grid_times(n: int, *, eps: float = 1e-3, device=None) -> torch.Tensor:
+    """A fixed grid of ``n`` masking ratios, midpoints of ``n`` equal cells of ``[eps, 1]``.
+
+    Returns:
+        ``[n]`` float32 tensor ``eps + (1 - eps) * (k + 0.5) / n`` for ``k = 0 .. n - 1``.
+    """
+    if n < 1:
+        raise ValueError(f"the time grid needs at least one point, got {n}.")
+    k = torch.arange(n, dtype=torch.float32, device=device)
+    return eps + (1.0 - eps) * (k + 0.5) / n
+
+
+def answer_mask_from_labels(
+    labels: torch.Tensor, attention_mask: torch.Tensor, *, supervise_padding: bool
+) -> torch.Tensor:
+    """Positions that may be masked and trained: the answer.
+
+    Args:
+        labels: ``[B, L]`` with ``-100`` at prompt and padding positions (TRL's convention).
+        attention_mask: ``[B, L]``, 0 at (right) padding.
+        supervise_padding: also count the trailing padding as answer (LLaDA's recipe: it is filled
+            with EOS and the model learns where the answer ends).
+
+    Returns:
+        ``[B, L]`` bool.
+    """
+    answer = labels != -100
+    if supervise_padding:
+        answer = answer | (attention_mask == 0)
+    return answer
+
+
+def mask_positions(answer_mask: torch.Tensor, prob: torch.Tensor, *, generator=None) -> torch.Tensor:
+    """Mask each answer position independently with probability ``prob``.
+
+    Args:
+        answer_mask: ``[B, L]`` bool; only these positions can be masked.
+        prob: ``[B]`` (one ratio per sequence) or ``[B, L]`` (per-token probabilities).
+        generator: source of randomness.
+
+    Returns:
+        ``[B, L]`` bool, a subset of ``answer_mask``.
+    """
+    if prob.dim() == 1:
+        prob = prob[:, None]
+    draws = uniform(answer_mask.shape, generator=generator, device=answer_mask.device)
+    return (draws < prob) & answer_mask
+
+
+def apply_mask(input_ids: torch.Tensor, masked: torch.Tensor, mask_token_id: int) -> torch.Tensor:
+    """``input_ids`` with the ``masked`` positions replaced by ``mask_token_id`` (a new tensor)."""
+    return torch.where(masked, torch.full_like(input_ids, mask_token_id), input_ids)
+
+
+def random_subset(candidates: torch.Tensor, k: torch.Tensor, *, generator=None) -> torch.Tensor:
+    """Choose ``k[b]`` positions uniformly at random among ``candidates[b]``, per row.
+
+    Args:
+        candidates: ``[B, L]`` bool.
+        k: ``[B]`` integer counts (clamped to the number of candidates).
+
+    Returns:
+        ``[B, L]`` bool with ``min(k[b], candidates[b].sum())`` positions set in row ``b``.
+    """
+    scores = uniform(candidates.shape, generator=generator, device=candidates.device)
+    return top_k_positions(scores, candidates, k)
+
+
+def top_k_positions(scores: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The ``k[b]`` highest-scoring candidate positions of each row.
+
+    Ties are broken towards the lower position (a stable descending sort).
+
+    Args:
+        scores: ``[B, L]`` float.
+        candidates: ``[B, L]`` bool; other positions are never chosen.
+        k: ``[B]`` integer counts.
+
+    Returns:
+        ``[B, L]`` bool.
+    """
+    masked_scores = scores.float().masked_fill(~candidates, float("-inf"))
+    order = torch.sort(masked_scores, dim=1, descending=True, stable=True).indices
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.size(1), device=order.device).expand_as(order))
+    k = torch.minimum(k.to(rank.device).long(), candidates.sum(1))
+    return (rank < k[:, None]) & candidates

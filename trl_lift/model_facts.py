@@ -1,0 +1,154 @@
+"""Per-family facts about diffusion language models, in one table keyed by family.
+
+Every consumer of a model (the loss, the LIFT scoring pass, the sampler, the lm-eval
+likelihood) reads the mask token, the logit shift and the stop tokens from here, through
+:func:`get_diffusion_facts`, so a fact is written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+
+@dataclass(frozen=True)
+class DiffusionFacts:
+    """What the library needs to know about one family of diffusion LMs.
+
+    Attributes:
+        family: Family name (the table key), e.g. ``"llada"``, ``"dream"``, ``"bidirectional"``.
+        mask_token_id: Id of the mask token fed at noised positions.
+        logit_shift: ``True`` when the logits at position ``i`` predict the token at ``i + 1``
+            (Dream, initialised from an autoregressive model); a masked position ``i`` is then read
+            from ``logits[i - 1]``.
+        eos_token_id: End-of-sequence id; also the id trailing padding is filled with when it is
+            supervised.
+        eot_token_id: End-of-turn id of the chat template, or ``None``.
+        supervise_padding: Default for ``DiffusionSFTConfig.supervise_padding``: whether trailing
+            padding is filled with EOS and trained as part of the answer (LLaDA's recipe).
+        lora_target_modules: Default LoRA targets (module names of the native architecture).
+        fused_head: ``True`` when the model is ``backbone + one linear head``, so gold-token
+            log-probs can be computed in chunks without ``B x L x V`` logits.
+    """
+
+    family: str
+    mask_token_id: int | None
+    logit_shift: bool = False
+    eos_token_id: int | None = None
+    eot_token_id: int | None = None
+    supervise_padding: bool = False
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj")
+    fused_head: bool = True
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+# Per-family defaults. Ids are those of the released checkpoints (../shared/docs/models.md);
+# a loaded model's own config (mask_token_id, eos_token_id) overrides them.
+FAMILY_FACTS: dict[str, DiffusionFacts] = {
+    "llada": DiffusionFacts(
+        family="llada",
+        mask_token_id=126336,
+        logit_shift=False,
+        eos_token_id=126081,
+        eot_token_id=126348,
+        supervise_padding=True,
+        lora_target_modules=("q_proj", "k_proj", "v_proj"),
+    ),
+    "dream": DiffusionFacts(
+        family="dream",
+        mask_token_id=151666,
+        logit_shift=True,
+        eos_token_id=151643,
+        eot_token_id=151645,
+        supervise_padding=False,
+        lora_target_modules=("q_proj", "k_proj", "v_proj"),
+    ),
+    # Any native transformers decoder whose config says is_causal=False.
+    "bidirectional": DiffusionFacts(family="bidirectional", mask_token_id=None),
+    # Encoder masked LMs (BERT, ModernBERT): their head is more than one linear layer.
+    "masked_lm": DiffusionFacts(
+        family="masked_lm",
+        mask_token_id=None,
+        lora_target_modules=("query", "key", "value", "Wqkv"),
+        fused_head=False,
+    ),
+}
+
+# model_type values of checkpoints as published, mapped to their family.
+MODEL_TYPE_TO_FAMILY = {"llada": "llada", "Dream": "dream", "dream": "dream"}
+
+# Encoder-only masked LMs are bidirectional by construction.
+MASKED_LM_MODEL_TYPES = {"bert", "roberta", "modernbert", "distilbert", "xlm-roberta", "deberta-v2", "electra"}
+
+
+def _family_of(config) -> str:
+    family = getattr(config, "diffusion_family", None)
+    if family:
+        return family
+    model_type = getattr(config, "model_type", "")
+    if model_type in MODEL_TYPE_TO_FAMILY:
+        return MODEL_TYPE_TO_FAMILY[model_type]
+    if model_type in MASKED_LM_MODEL_TYPES:
+        return "masked_lm"
+    return "bidirectional"
+
+
+def _first_id(value) -> int | None:
+    if isinstance(value, (list, tuple)):
+        return int(value[0]) if value else None
+    return None if value is None else int(value)
+
+
+def get_diffusion_facts(model_or_config) -> DiffusionFacts:
+    """Return the facts of a loaded model (or its config), the config's own ids taking precedence.
+
+    Works through PEFT and accelerate wrappers, since it only reads ``.config``.
+
+    Raises:
+        ValueError: if no mask token id can be found (the model cannot be used as a diffusion LM).
+    """
+    config = getattr(model_or_config, "config", model_or_config)
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    base = FAMILY_FACTS[_family_of(config)]
+    mask_id = getattr(config, "mask_token_id", None)
+    eos_id = _first_id(getattr(config, "eos_token_id", None))
+    facts = replace(
+        base,
+        mask_token_id=base.mask_token_id if mask_id is None else int(mask_id),
+        eos_token_id=base.eos_token_id if eos_id is None else eos_id,
+        logit_shift=bool(getattr(config, "diffusion_logit_shift", base.logit_shift)),
+    )
+    if facts.mask_token_id is None:
+        raise ValueError(
+            f"The model ({getattr(config, 'model_type', '?')}) has no mask token id. Set "
+            "`model.config.mask_token_id` to the id of its mask token (for a tokenizer with one: "
+            "`model.config.mask_token_id = tokenizer.mask_token_id`) or load it with "
+            "`trl_lift.load_diffusion_model(..., mask_token_id=...)`."
+        )
+    return facts
+
+
+def is_bidirectional(model_or_config) -> bool:
+    """``True`` when the model attends in both directions (``config.is_causal is False``, or an encoder)."""
+    config = getattr(model_or_config, "config", model_or_config)
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if getattr(config, "model_type", "") in MASKED_LM_MODEL_TYPES:
+        return True
+    return getattr(config, "is_causal", True) is False
+
+
+def shift_logits(logits: torch.Tensor, logit_shift: bool) -> torch.Tensor:
+    """Align logits with the positions they predict.
+
+    Args:
+        logits: ``[B, L, V]`` (or ``[B, L, ...]``) model outputs.
+        logit_shift: the family's ``logit_shift`` fact.
+
+    Returns:
+        ``[B, L, ...]`` where row ``i`` predicts token ``i``. With a shift, row ``i`` is the model's
+        row ``i - 1`` and row 0 repeats row 0 (position 0 is a prompt token, never predicted).
+    """
+    if not logit_shift:
+        return logits
+    return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
