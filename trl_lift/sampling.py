@@ -1,0 +1,317 @@
+"""Diffusion sampling for masked diffusion LMs: the reference sampler, batched, cached and parallel.
+
+Implements LLaDA's semi-autoregressive low-confidence remasking sampler (Nie et al. 2025, "Large
+Language Diffusion Models", the reference ``generate``), with the remasking variants Dream users
+expect (Ye et al. 2025, "Dream 7B") and Fast-dLLM's speed-ups (Wu et al. 2025): KV caching of the
+prefix or of everything but the block, and confidence-threshold parallel decoding.
+
+At temperature 0, in float32, with ``cache="none"`` and no threshold, :func:`diffusion_generate`
+reproduces the reference token for token (see ``../shared/docs/models.md``). Where it departs from
+the reference on purpose:
+
+- confidence is computed in float32 or wider and exact ties go to the leftmost position
+  (:mod:`trl_lift.sampling_schedule`); the reference's bf16 confidences and ``topk`` order do not;
+- left-padded rows get position ids from the attention mask, so a row of a batch equals its solo run;
+- ``confidence_eos_eot_inf`` removes both EOS and end-of-turn from the confidence at every
+  temperature (the reference drops EOS only at temperature 0);
+- CFG works without an attention mask (the reference crashes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .model_facts import get_diffusion_facts, is_bidirectional
+from .sampling_cache import CACHE_MODES, CanvasForward, canvas_position_ids
+from .sampling_schedule import (
+    REMASKING_STRATEGIES,
+    propose_tokens,
+    select_by_quota,
+    select_by_threshold,
+    token_confidence,
+    transfer_schedule,
+)
+
+THRESHOLD_REMASKING = ("low_confidence", "margin")
+
+
+@dataclass
+class DiffusionGenerationConfig:
+    """Settings of :func:`diffusion_generate`. Defaults are LLaDA's reference settings."""
+
+    gen_length: int = field(default=128, metadata={"help": "Number of tokens to generate (>= 1)."})
+    block_length: int = field(
+        default=128,
+        metadata={"help": "Tokens per semi-autoregressive block; must divide gen_length. gen_length = one block."},
+    )
+    steps: int = field(
+        default=128,
+        metadata={
+            "help": "Total decoding steps, split evenly among the blocks: a multiple of gen_length // block_length, "
+            "at most block_length per block. Ignored by threshold decoding, which runs until each block is full."
+        },
+    )
+    temperature: float = field(
+        default=0.0, metadata={"help": "0 = greedy (argmax); > 0 = Gumbel-max sampling in float64."}
+    )
+    remasking: str = field(
+        default="low_confidence",
+        metadata={"help": f"Confidence that picks the positions to commit: one of {REMASKING_STRATEGIES}."},
+    )
+    cfg_scale: float = field(
+        default=0.0, metadata={"help": "Classifier-free guidance scale (>= 0); 0 disables it (one pass per step)."}
+    )
+    threshold: float | None = field(
+        default=None,
+        metadata={
+            "help": "Confidence threshold in (0, 1] for parallel decoding (Fast-dLLM): each step commits the most "
+            "confident position and every one at least this confident. None = the reference per-step quota. "
+            f"Needs remasking in {THRESHOLD_REMASKING}."
+        },
+    )
+    cache: str = field(
+        default="none",
+        metadata={"help": f"KV caching, one of {CACHE_MODES}: none (exact), prefix, dual (both approximate)."},
+    )
+    logits_eos_inf: bool = field(
+        default=False, metadata={"help": "Never propose EOS (its logit set to -inf); the reference's flag."}
+    )
+    confidence_eos_eot_inf: bool = field(
+        default=False,
+        metadata={
+            "help": "Give proposals of EOS / end-of-turn zero confidence so they are committed last (the reference's "
+            "flag; it defers those tokens, it does not forbid them)."
+        },
+    )
+    suppress_mask_token: bool = field(
+        default=False,
+        metadata={
+            "help": "Never propose the mask token. The reference can (tiny random models do): such a position stays "
+            "masked and is decoded again later."
+        },
+    )
+    mask_token_id: int | None = field(default=None, metadata={"help": "None = the model's facts."})
+    eos_token_id: int | None = field(default=None, metadata={"help": "None = the model's facts."})
+    eot_token_id: int | None = field(default=None, metadata={"help": "End-of-turn id; None = the model's facts."})
+    progress: bool = field(default=False, metadata={"help": "Show a tqdm progress bar over decoding steps."})
+
+    def __post_init__(self):
+        def require(ok: bool, message: str):
+            if not ok:
+                raise ValueError(message)
+
+        for name in ("gen_length", "block_length", "steps"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and value >= 1, f"{name} must be a positive integer, got {value!r}.")
+        require(
+            self.gen_length % self.block_length == 0,
+            f"gen_length ({self.gen_length}) must be a multiple of block_length ({self.block_length}): "
+            f"set block_length to a divisor of gen_length, or block_length = gen_length for a single block.",
+        )
+        blocks = self.gen_length // self.block_length
+        require(
+            self.steps % blocks == 0,
+            f"steps ({self.steps}) must divide evenly among the {blocks} blocks (gen_length // block_length): "
+            f"use a multiple of {blocks}, e.g. steps={blocks * max(1, self.steps // blocks)}.",
+        )
+        require(
+            self.steps // blocks <= self.block_length,
+            f"steps per block ({self.steps // blocks}) exceeds block_length ({self.block_length}); the extra steps "
+            f"would commit nothing: use steps <= gen_length ({self.gen_length}).",
+        )
+        require(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}.")
+        require(
+            self.remasking in REMASKING_STRATEGIES,
+            f"remasking must be one of {REMASKING_STRATEGIES}, got {self.remasking!r}.",
+        )
+        require(self.cfg_scale >= 0, f"cfg_scale must be >= 0 (0 disables guidance), got {self.cfg_scale}.")
+        require(self.cache in CACHE_MODES, f"cache must be one of {CACHE_MODES}, got {self.cache!r}.")
+        if self.threshold is not None:
+            require(
+                0 < self.threshold <= 1,
+                f"threshold must be in (0, 1] (a probability), or None for the per-step quota; got {self.threshold}.",
+            )
+            require(
+                self.remasking in THRESHOLD_REMASKING,
+                f"threshold decoding compares a probability-like confidence with the threshold: use remasking in "
+                f"{THRESHOLD_REMASKING}, not {self.remasking!r}, or threshold=None.",
+            )
+
+    @property
+    def num_blocks(self) -> int:
+        return self.gen_length // self.block_length
+
+    @property
+    def steps_per_block(self) -> int:
+        return self.steps // self.num_blocks
+
+
+@dataclass
+class DiffusionGenerateOutput:
+    """Result of :func:`diffusion_generate`.
+
+    Attributes:
+        sequences: ``[B, P + gen_length]`` int64: the prompts, unchanged (padding included), then the
+            generated tokens.
+        nfe: number of network function evaluations: forward passes over the batch, a CFG step
+            counting two (conditional and unconditional canvases, run as one batched call).
+    """
+
+    sequences: torch.LongTensor
+    nfe: int
+
+
+def _resolve_ids(model, config: DiffusionGenerationConfig) -> tuple[int, int | None, int | None, bool]:
+    """``(mask, eos, eot, logit_shift)``, the config's ids taking precedence over the model's facts."""
+    try:
+        facts = get_diffusion_facts(model)
+    except ValueError:
+        if config.mask_token_id is None:
+            raise
+        facts = None
+    mask = config.mask_token_id if config.mask_token_id is not None else facts.mask_token_id
+    eos = config.eos_token_id if config.eos_token_id is not None else getattr(facts, "eos_token_id", None)
+    eot = config.eot_token_id if config.eot_token_id is not None else getattr(facts, "eot_token_id", None)
+    if (config.logits_eos_inf or config.confidence_eos_eot_inf) and eos is None:
+        raise ValueError(
+            "logits_eos_inf / confidence_eos_eot_inf need an EOS id: set DiffusionGenerationConfig(eos_token_id=...) "
+            "or model.config.eos_token_id."
+        )
+    return int(mask), eos, eot, bool(getattr(facts, "logit_shift", False))
+
+
+def _check_inputs(model, input_ids, attention_mask, mask_id: int) -> None:
+    if not is_bidirectional(model):
+        raise ValueError(
+            "diffusion_generate needs a bidirectional model (config.is_causal = False); load it with "
+            "trl_lift.load_diffusion_model(...) or set model.config.is_causal = False for a native diffusion LM."
+        )
+    if input_ids.dim() != 2 or input_ids.shape[1] == 0 or input_ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError(
+            f"input_ids must be a [batch, prompt_length] integer tensor with prompt_length >= 1, got "
+            f"shape {tuple(input_ids.shape)} and dtype {input_ids.dtype}; add a batch dimension with input_ids[None]."
+        )
+    if (input_ids == mask_id).any():
+        raise ValueError(
+            f"input_ids contain the mask token id {mask_id}. If it is the padding id, pad with another token "
+            "(e.g. tokenizer.pad_token_id = tokenizer.eos_token_id); a prompt must not contain masks."
+        )
+    if attention_mask is None:
+        return
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"attention_mask shape {tuple(attention_mask.shape)} differs from input_ids shape {tuple(input_ids.shape)}."
+        )
+    mask = attention_mask.long()
+    if ((mask != 0) & (mask != 1)).any() or (mask[:, 1:] < mask[:, :-1]).any():
+        raise ValueError(
+            "attention_mask must be 0/1 and left-padded (zeros before the prompt): set tokenizer.padding_side = 'left'."
+        )
+
+
+@torch.no_grad()
+def diffusion_generate(
+    model,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.Tensor | None = None,
+    generation_config: DiffusionGenerationConfig | None = None,
+    generator: torch.Generator | None = None,
+) -> DiffusionGenerateOutput:
+    """Generate ``gen_length`` tokens after each prompt by masked-diffusion decoding.
+
+    The canvas is the prompt followed by ``gen_length`` mask tokens, decoded block by block, left to
+    right. Each step, the model proposes a token at every masked position of the window (the block,
+    plus with ``cache="none"`` any position an earlier block left masked) and commits the most
+    confident ones: a per-step quota spread evenly over the block's steps (the reference), or all
+    above ``threshold``. Committed tokens are final.
+
+    Args:
+        model: a bidirectional model (:func:`trl_lift.load_diffusion_model`), in eval mode.
+        input_ids: ``[B, P]`` prompts, left-padded (the pad id must not be the mask id).
+        attention_mask: ``[B, P]`` 0/1 mask, or ``None`` for unpadded prompts.
+        generation_config: a :class:`DiffusionGenerationConfig`; ``None`` = its defaults.
+        generator: source of randomness (temperature > 0, ``remasking="random"``); ``None`` uses
+            torch's global generator.
+
+    Returns:
+        :class:`DiffusionGenerateOutput` with ``sequences`` ``[B, P + gen_length]`` and ``nfe``.
+    """
+    config = generation_config or DiffusionGenerationConfig()
+    mask_id, eos_id, eot_id, logit_shift = _resolve_ids(model, config)
+    _check_inputs(model, input_ids, attention_mask, mask_id)
+    batch, prompt_length = input_ids.shape
+    device = input_ids.device
+    length = prompt_length + config.gen_length
+
+    canvas = torch.full((batch, length), mask_id, dtype=torch.long, device=device)
+    canvas[:, :prompt_length] = input_ids
+    full_mask = None
+    if attention_mask is not None:
+        full_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, config.gen_length)], dim=1)
+    positions = canvas_position_ids(full_mask if full_mask is not None else torch.ones_like(canvas))
+    forward = CanvasForward(
+        model,
+        full_mask,
+        positions,
+        prompt_length=prompt_length,
+        mask_token_id=mask_id,
+        cache=config.cache,
+        logit_shift=logit_shift,
+        cfg_scale=config.cfg_scale,
+    )
+    banned_logits = ([eos_id] if config.logits_eos_inf else []) + ([mask_id] if config.suppress_mask_token else [])
+    deferred = [i for i in (eos_id, eot_id) if i is not None] if config.confidence_eos_eot_inf else []
+
+    progress = _progress_bar(config)
+    for block in range(config.num_blocks):
+        block_start = prompt_length + block * config.block_length
+        block_end = block_start + config.block_length
+        masked = canvas[:, block_start:block_end] == mask_id  # [B, Lb]
+        quotas = transfer_schedule(masked.sum(dim=1), config.steps_per_block)  # [B, S]
+        max_steps = config.block_length if config.threshold is not None else config.steps_per_block
+        for step in range(max_steps):
+            if config.threshold is not None and not (canvas[:, block_start:block_end] == mask_id).any():
+                break
+            start = _window_start(canvas, mask_id, prompt_length, block_start, cached=config.cache != "none")
+            logits = forward(canvas, start, block_end, block_start=block_start, refresh=step == 0)  # [B, W, V]
+            if banned_logits:
+                logits = logits.index_fill(-1, torch.tensor(banned_logits, device=device), float("-inf"))
+            proposals = propose_tokens(logits, config.temperature, generator)  # [B, W]
+            confidence = token_confidence(
+                logits, proposals, config.remasking, excluded_ids=deferred, generator=generator
+            )  # [B, W]
+            window = canvas[:, start:block_end]
+            candidates = window == mask_id
+            if config.threshold is None:
+                commit = select_by_quota(confidence, candidates, quotas[:, step])
+            else:
+                commit = select_by_threshold(confidence, candidates, config.threshold)
+            canvas[:, start:block_end] = torch.where(commit, proposals, window)
+            if progress is not None:
+                progress.update(1)
+    if progress is not None:
+        progress.close()
+    return DiffusionGenerateOutput(sequences=canvas, nfe=forward.nfe)
+
+
+def _window_start(canvas: torch.Tensor, mask_id: int, prompt_length: int, block_start: int, *, cached: bool) -> int:
+    """First column whose prediction is needed: the block start, or, uncached, an earlier still-masked column.
+
+    An earlier block can leave a position masked when the model proposed the mask token itself
+    there; the reference keeps such positions as candidates, and so does the uncached path.
+    """
+    if cached:
+        return block_start
+    leftover = (canvas[:, prompt_length:block_start] == mask_id).any(dim=0).nonzero()
+    return prompt_length + int(leftover[0]) if len(leftover) else block_start
+
+
+def _progress_bar(config: DiffusionGenerationConfig):
+    if not config.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    total = None if config.threshold is not None else config.steps
+    return tqdm(total=total, desc="diffusion steps", unit="step")
