@@ -155,7 +155,7 @@ class DiffusionSFTTrainer(SFTTrainer):
         batch = self._diffusion_batch(inputs)
         if mode == "train":
             noised_list = [self.token_weighting.noise(batch, scorer=self._scorer(model, batch), args=self.args)]
-            accumulation = self.current_gradient_accumulation_steps
+            accumulation = getattr(self, "current_gradient_accumulation_steps", 1)
         else:
             noised_list, accumulation, num_items_in_batch = self._eval_noise(batch), 1, None
         losses = [self._loss(model, batch, noised, mode, accumulation, num_items_in_batch) for noised in noised_list]

@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny LLaDA- and Dream-format checkpoints and tokenizers, built offline."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from trl_lift.testing import make_tiny_dream, make_tiny_llada, make_tiny_tokenizer  # noqa: E402
+
+try:  # quiet progress bars in test logs
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+except ImportError:  # pragma: no cover
+    pass
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def llada_tokenizer():
+    return make_tiny_tokenizer("llada")
+
+
+@pytest.fixture(scope="session")
+def dream_tokenizer():
+    return make_tiny_tokenizer("dream")
+
+
+@pytest.fixture(scope="session")
+def llada_checkpoint(tmp_path_factory, llada_tokenizer):
+    """(path, native model with the same weights) of a tiny LLaDA-format checkpoint."""
+    path = str(tmp_path_factory.mktemp("llada"))
+    return path, make_tiny_llada(path, llada_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def dream_checkpoint(tmp_path_factory, dream_tokenizer):
+    """(path, native model with the same weights) of a tiny Dream-format checkpoint."""
+    path = str(tmp_path_factory.mktemp("dream"))
+    return path, make_tiny_dream(path, dream_tokenizer)
