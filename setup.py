@@ -1,0 +1,35 @@
+"""Ships the lm-eval start-up hook (hooks/) into site-packages; all other metadata is in pyproject.toml.
+
+lm-eval 0.4.13 discovers no model plugins, so ``trl_lift_lm_eval.pth`` and the tiny module it imports
+(``_trl_lift_lm_eval``) are copied next to the packages in the wheel: the stock ``lm_eval`` command then
+finds ``--model lift_dlm`` with no other step (see hooks/_trl_lift_lm_eval.py).
+"""
+
+import os
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+HOOK_FILES = ("hooks/_trl_lift_lm_eval.py", "hooks/trl_lift_lm_eval.pth")
+
+
+class build_py_with_hook(build_py):
+    """``build_py`` that also places the hook files at the top of the wheel (regular and editable)."""
+
+    def run(self):
+        super().run()
+        for source in HOOK_FILES:
+            self.copy_file(source, os.path.join(self.build_lib, os.path.basename(source)), preserve_mode=0)
+
+    def get_outputs(self, include_bytecode=True):
+        hooks = [os.path.join(self.build_lib, os.path.basename(source)) for source in HOOK_FILES]
+        return super().get_outputs(include_bytecode) + hooks
+
+    def get_output_mapping(self):
+        mapping = dict(super().get_output_mapping())
+        for source in HOOK_FILES:
+            mapping[os.path.join(self.build_lib, os.path.basename(source))] = source
+        return mapping
+
+
+setup(cmdclass={"build_py": build_py_with_hook})
