@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs trl-lift and its test dependencies into the current Python, offline-friendly:
+# torch comes first from the machine's CPU build (a bare `torch` requirement would pull a
+# multi-GB CUDA build), then the package in editable mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  "$PY" -m pip install -q "torch==2.13.0"
+fi
+"$PY" -m pip install -q -e ".[test]"
