@@ -44,9 +44,9 @@ def humaneval_program(doc: dict, completion: str) -> str:
 
 
 def mbpp_program(doc: dict, completion: str) -> str:
-    """The task's setup code, the generated code, then its test asserts."""
+    """The generated code, the task's test setup (it may use the solution's classes), then its asserts."""
     tests = "\n".join(doc["test_list"])
-    return f"{doc.get('test_setup_code') or ''}\n{_code(completion)}\n\n{tests}\n"
+    return f"{_code(completion)}\n\n{doc.get('test_setup_code') or ''}\n{tests}\n"
 
 
 def process_humaneval(doc: dict, results: list[str]) -> dict[str, float]:

@@ -62,9 +62,12 @@ def process_gsm8k(doc: dict, results: list[str]) -> dict[str, float]:
 
 
 def process_aime(doc: dict, results: list[str]) -> dict[str, float]:
-    """AIME: every sample graded by equivalence; acc, avg@K and pass@K for K = 8, 16."""
+    """AIME: every sample graded by equivalence; acc, avg@K and pass@K for K = 8, 16.
+
+    ``results`` holds one entry, the list of all samples (see :func:`keep_all_samples`).
+    """
     reference = doc["Answer"] if "Answer" in doc else doc["answer"]
-    correct = [grade_math(response, reference) for response in results]
+    correct = [grade_math(response, reference) for response in results[0]]
     scores = {"acc": sum(correct) / len(correct)}
     for k in AIME_KS:
         scores[f"avg@{k}"] = avg_at_k(correct, k)
