@@ -179,7 +179,24 @@ def _resolve_ids(model, config: DiffusionGenerationConfig) -> tuple[int, int | N
             "logits_eos_inf / confidence_eos_eot_inf need an EOS id: set DiffusionGenerationConfig(eos_token_id=...) "
             "or model.config.eos_token_id."
         )
+    vocab = _vocab_size(model)
+    used = {"mask_token_id": mask}
+    if config.logits_eos_inf or config.confidence_eos_eot_inf:
+        used["eos_token_id"] = eos
+    if config.confidence_eos_eot_inf and eot is not None:
+        used["eot_token_id"] = eot
+    for name, value in used.items():
+        if vocab is not None and not 0 <= value < vocab:
+            raise ValueError(
+                f"{name} {value} is outside the model's vocabulary (size {vocab}): pass the model's own id, "
+                f"e.g. DiffusionGenerationConfig({name}=tokenizer.convert_tokens_to_ids(...))."
+            )
     return int(mask), eos, eot, bool(getattr(facts, "logit_shift", False))
+
+
+def _vocab_size(model) -> int | None:
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return getattr(config, "vocab_size", None)
 
 
 def _check_inputs(model, input_ids, attention_mask, mask_id: int) -> None:
