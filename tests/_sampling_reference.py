@@ -90,7 +90,7 @@ def reference_generate(
     shift=False,
     threshold=None,
 ):
-    """LLaDA's reference sampler at temperature 0 (``threshold`` set: Fast-dLLM's threshold rule).
+    """LLaDA's reference sampler at temperature 0 (``threshold`` set: Fast-dLLM's threshold rule, mask token banned).
 
     Returns:
         ``(x, ties, nfe)``: the ``[B, P + gen_length]`` canvas, the number of commits decided by the
@@ -121,6 +121,8 @@ def reference_generate(
             nfe += 2 if cfg_scale > 0 else 1
             if logits_eos_inf:
                 logits[:, :, eos_id] = -math.inf
+            if threshold is not None:  # trl_lift's fast paths never propose the mask token
+                logits[:, :, mask_id] = -math.inf
             x0 = logits.argmax(dim=-1)
             if confidence_eos_eot_inf:
                 for banned in (eos_id, eot_id):

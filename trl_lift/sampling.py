@@ -85,11 +85,12 @@ class DiffusionGenerationConfig:
             "flag; it defers those tokens, it does not forbid them)."
         },
     )
-    suppress_mask_token: bool = field(
-        default=False,
+    suppress_mask_token: bool | None = field(
+        default=None,
         metadata={
             "help": "Never propose the mask token. The reference can (tiny random models do): such a position stays "
-            "masked and is decoded again later."
+            "masked and the exact path decodes it again later, as the reference does. None = suppress on the fast "
+            "paths (a cache or a threshold), which would leave it masked, and not on the exact path."
         },
     )
     mask_token_id: int | None = field(default=None, metadata={"help": "None = the model's facts."})
@@ -278,7 +279,10 @@ def diffusion_generate(
         logit_shift=logit_shift,
         cfg_scale=config.cfg_scale,
     )
-    banned_logits = ([eos_id] if config.logits_eos_inf else []) + ([mask_id] if config.suppress_mask_token else [])
+    suppress_mask = config.suppress_mask_token
+    if suppress_mask is None:
+        suppress_mask = config.cache != "none" or config.threshold is not None
+    banned_logits = ([eos_id] if config.logits_eos_inf else []) + ([mask_id] if suppress_mask else [])
     deferred = [i for i in (eos_id, eot_id) if i is not None] if config.confidence_eos_eot_inf else []
 
     progress = _progress_bar(config)
