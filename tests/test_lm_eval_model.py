@@ -177,23 +177,25 @@ def test_loglikelihood_rolling_sums_windows(lm):
     assert total < 0 and torch.isfinite(torch.tensor(total))
 
 
-@pytest.fixture(scope="module")
-def adapters(tmp_path_factory, llada_checkpoint, llada_tokenizer):
-    """A LoRA adapter with non-zero weights on the tiny LLaDA, and the merged model saved natively."""
+def make_lora_adapter(root, checkpoint, tokenizer):
+    """Save a LoRA adapter with non-zero weights on ``checkpoint``, and the merged model (native format)."""
     from peft import LoraConfig, get_peft_model
 
     from trl_lift.loading import load_diffusion_model
 
-    root = tmp_path_factory.mktemp("peft")
-    base = load_diffusion_model(llada_checkpoint[0])
+    base = load_diffusion_model(checkpoint)
     torch.manual_seed(0)
     peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "gate_proj"],
                                                  init_lora_weights=False, lora_alpha=16))
     peft_model.save_pretrained(root / "adapter")
-    merged = peft_model.merge_and_unload()
-    merged.save_pretrained(root / "merged")
-    llada_tokenizer.save_pretrained(root / "merged")
+    peft_model.merge_and_unload().save_pretrained(root / "merged")
+    tokenizer.save_pretrained(root / "merged")
     return str(root / "adapter"), str(root / "merged")
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory, llada_checkpoint, llada_tokenizer):
+    return make_lora_adapter(tmp_path_factory.mktemp("peft"), llada_checkpoint[0], llada_tokenizer)
 
 
 def test_peft_adapter_unmerged_equals_merged_and_differs_from_base(llada_checkpoint, adapters):

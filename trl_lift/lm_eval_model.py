@@ -177,6 +177,9 @@ class LIFTDiffusionLM(TemplateLM):
                 self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
                 self._device = accelerator.device
                 return
+        if device and str(device).startswith("cuda") and not torch.cuda.is_available():
+            logger.warning("lift_dlm: device %r is not available (lm_eval's --device defaults to cuda); using cpu.", device)
+            device = "cpu"
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     def _load_model(self, mask_token_id, load_in_4bit: bool):

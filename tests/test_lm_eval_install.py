@@ -1,0 +1,84 @@
+"""A fresh install: the stock ``lm_eval`` command finds ``lift_dlm`` with no other step.
+
+The project is built and installed (pip, no build isolation, no dependencies) into a throwaway venv
+that sees the system's packages; the commands run there in subprocesses, offline.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from test_lm_eval_model import make_lora_adapter, write_tasks
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory):
+    root = tmp_path_factory.mktemp("install")
+    source = root / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for name in ("hooks", "trl_lift"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(root / "venv")], check=True)
+    python = root / "venv" / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
+                    "--no-build-isolation", str(source)], check=True, env=ENV, cwd=root)
+    return python
+
+
+def site_packages(python) -> Path:
+    out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip())
+
+
+def test_hook_is_installed_and_imports_nothing_at_start_up(venv):
+    purelib = site_packages(venv)
+    assert (purelib / "trl_lift_lm_eval.pth").is_file() and (purelib / "_trl_lift_lm_eval.py").is_file()
+    assert purelib != Path(sysconfig.get_paths()["purelib"])
+    probe = "import sys; print(sorted(m for m in ('_trl_lift_lm_eval', 'trl_lift', 'lm_eval', 'torch') if m in sys.modules))"
+    out = subprocess.run([str(venv), "-c", probe], check=True, capture_output=True, text=True, env=ENV)
+    assert json.loads(out.stdout.replace("'", '"')) == ["_trl_lift_lm_eval"]
+
+
+def run_lm_eval(command, tmp_path, model_args, task):
+    out = tmp_path / task
+    proc = subprocess.run([*command, "--model", "lift_dlm", "--model_args", model_args, "--tasks", task,
+                           "--include_path", str(write_tasks(tmp_path)), "--output_path", str(out), "--batch_size", "2"],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (result,) = list(out.rglob("results_*.json"))
+    return json.loads(result.read_text())
+
+
+def test_python_m_lm_eval_with_lora_adapter(venv, tmp_path, llada_checkpoint, adapters):
+    args = f"pretrained={llada_checkpoint[0]},peft={adapters[0]},block_length=8,steps=8,mc_num=2,dtype=float32"
+    results = run_lm_eval([str(venv), "-m", "lm_eval"], tmp_path, args, "tiny_gen")
+    info = results["config"]["lift_dlm"]
+    assert info["peft"] == adapters[0] and info["sampler_model_args"] == {"block_length": 8, "steps": 8}
+    assert info["sampler_configs_used"][0]["sampler"]["gen_length"] == 16
+    assert "exact_match,none" in results["results"]["tiny_gen"]
+
+
+def test_stock_lm_eval_script_on_dream(venv, tmp_path, dream_checkpoint):
+    script = shutil.which("lm_eval")
+    assert script, "lm-eval's console script is not on PATH"
+    args = f"pretrained={dream_checkpoint[0]},block_length=8,steps=8,mc_num=2,dtype=float32"
+    results = run_lm_eval([str(venv), script], tmp_path, args, "tiny_mc")  # the script, run by the venv's Python
+    assert results["config"]["lift_dlm"]["family"] == "dream"
+    assert "acc,none" in results["results"]["tiny_mc"]
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory, llada_checkpoint, llada_tokenizer):
+    return make_lora_adapter(tmp_path_factory.mktemp("peft"), llada_checkpoint[0], llada_tokenizer)
