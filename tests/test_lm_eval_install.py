@@ -82,3 +82,23 @@ def test_stock_lm_eval_script_on_dream(venv, tmp_path, dream_checkpoint):
 @pytest.fixture(scope="module")
 def adapters(tmp_path_factory, llada_checkpoint, llada_tokenizer):
     return make_lora_adapter(tmp_path_factory.mktemp("peft"), llada_checkpoint[0], llada_tokenizer)
+
+
+def test_trl_lift_eval_adds_the_task_folder(tmp_path, monkeypatch, llada_checkpoint):
+    from trl_lift import cli
+
+    monkeypatch.delenv(cli.TASKS_ENV, raising=False)
+    assert cli.tasks_dir() == ROOT / "lm_eval_tasks"  # a source checkout
+    assert cli.eval_argv(["--tasks", "x"]) == ["--include_path", str(ROOT / "lm_eval_tasks"), "--tasks", "x"]
+    assert cli.eval_argv(["--include_path", "mine", "--tasks", "x"]) == ["--include_path", "mine", "--tasks", "x"]
+    # The command itself (this interpreter's editable install has no start-up hook: it registers lift_dlm).
+    tasks = write_tasks(tmp_path / "tasks" if (tmp_path / "tasks").mkdir() is None else None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "trl_lift.cli", "eval", "--model", "lift_dlm", "--model_args",
+         f"pretrained={llada_checkpoint[0]},block_length=8,steps=8,mc_num=2,dtype=float32", "--tasks", "tiny_mc",
+         "--output_path", str(tmp_path / "out"), "--device", "cpu"],
+        capture_output=True, text=True, env={**ENV, cli.TASKS_ENV: str(tasks)}, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (result,) = list((tmp_path / "out").rglob("results_*.json"))
+    assert json.loads(result.read_text())["config"]["lift_dlm"]["mc_num"] == 2
