@@ -210,6 +210,36 @@ def test_callback_follows_the_spec(approximate):
     assert seen == {BOTTOM, VANILLA, TOP}
 
 
+class RowSpyScorer(SpyScorer):
+    """A scorer that can run a subset of the rows (zeros elsewhere)."""
+
+    def __call__(self, ids, targets, *, train_mode=True, rows=None):
+        keep = torch.ones(ids.size(0), dtype=torch.bool) if rows is None else rows
+        scores = super().__call__(ids, targets.masked_fill(~keep[:, None], -100), train_mode=train_mode)
+        self.calls[-1] = rows
+        return scores
+
+
+def test_scorer_with_rows_scores_only_top_and_bottom_rows():
+    batch = _batch()
+    table = torch.randn(batch.input_ids.shape, generator=torch.Generator().manual_seed(5))
+    plain, subset = LIFTCallback(), LIFTCallback()
+    plain.generator.manual_seed(2)
+    subset.generator.manual_seed(2)
+    partial = 0
+    for _ in range(12):
+        spy = RowSpyScorer(table)
+        expected = plain.noise(batch, scorer=SpyScorer(table), args=ARGS)
+        got = subset.noise(batch, scorer=spy, args=ARGS)
+        assert torch.equal(got.input_ids, expected.input_ids) and torch.equal(got.loss_weights, expected.loss_weights)
+        scored = got.component != VANILLA
+        if scored.any() and not scored.all():
+            (rows,) = spy.calls
+            assert torch.equal(rows, scored)
+            partial += 1
+    assert partial > 0
+
+
 def test_scoring_mode_train_is_the_default():
     batch = _batch(b=1)
     scorer = SpyScorer(torch.zeros(batch.input_ids.shape))
