@@ -46,7 +46,7 @@ def _parse(argv=None):
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--prompt-len", type=int, default=32)
-    p.add_argument("--rounds", type=int, default=8, help="timed rounds; each runs one step of each method")
+    p.add_argument("--rounds", type=int, default=12, help="timed rounds; each runs one step of each method")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds first (allocator, optimizer state)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (default 1: on a shared CPU more threads spin against each other; 0 = torch's default)")

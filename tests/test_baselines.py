@@ -17,7 +17,6 @@ from trl_lift import DiffusionSFTConfig, DiffusionSFTTrainer, load_diffusion_mod
 from trl_lift.baselines import CARTWeighting, GIFTMasking, cart_kernel, cart_weights, gift_masking_probs  # noqa: E402
 from trl_lift.losses import GoldScores  # noqa: E402
 from trl_lift.masking import mask_positions, sample_times  # noqa: E402
-from trl_lift.testing import make_tiny_dream, make_tiny_llada, make_tiny_tokenizer  # noqa: E402
 from trl_lift.token_weighting import DiffusionBatch  # noqa: E402
 
 ARGS = SimpleNamespace(time_epsilon=1e-3, loss_weighting="inverse_t")
@@ -147,11 +146,9 @@ def test_cart_callback(inverse_t):
 
 # ---- training by one setting ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    make_tiny_llada(str(root / "llada"), make_tiny_tokenizer("llada"))
-    make_tiny_dream(str(root / "dream"), make_tiny_tokenizer("dream"))
-    return {"llada": str(root / "llada"), "dream": str(root / "dream")}
+def checkpoints(llada_checkpoint, dream_checkpoint):
+    """Paths of the tiny LLaDA- and Dream-format checkpoints (tests/conftest.py)."""
+    return {"llada": llada_checkpoint[0], "dream": dream_checkpoint[0]}
 
 
 @pytest.mark.parametrize("family", ["llada", "dream"])

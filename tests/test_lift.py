@@ -267,15 +267,12 @@ from datasets import Dataset  # noqa: E402
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from trl_lift import DiffusionSFTConfig, DiffusionSFTTrainer, gold_log_probs, load_diffusion_model  # noqa: E402
-from trl_lift.testing import make_tiny_dream, make_tiny_llada, make_tiny_tokenizer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    make_tiny_llada(str(root / "llada"), make_tiny_tokenizer("llada"))
-    make_tiny_dream(str(root / "dream"), make_tiny_tokenizer("dream"))
-    return {"llada": str(root / "llada"), "dream": str(root / "dream")}
+def checkpoints(llada_checkpoint, dream_checkpoint):
+    """Paths of the tiny LLaDA- and Dream-format checkpoints (tests/conftest.py)."""
+    return {"llada": llada_checkpoint[0], "dream": dream_checkpoint[0]}
 
 
 def _dataset(n=8):

@@ -31,7 +31,9 @@ def _padding_of(batch: DiffusionBatch) -> torch.Tensor:
 
 
 # ---- GIFT ------------------------------------------------------------------------------------------
-def gift_masking_probs(entropy: torch.Tensor, t: torch.Tensor, content: torch.Tensor, *, eps: float = 1e-3) -> torch.Tensor:
+def gift_masking_probs(
+    entropy: torch.Tensor, t: torch.Tensor, content: torch.Tensor, *, eps: float = 1e-3
+) -> torch.Tensor:
     """GIFT's per-token masking probabilities.
 
     ``beta_i = sqrt(H_i)``, ``r_i = beta_i / mean_{j in answer} beta_j`` (per sequence; ``r = 1``
@@ -180,5 +182,8 @@ class CARTWeighting(TokenWeightingCallback):
             loss_weights=weights,
             t=t,
             normalization="sequence",
-            metrics={"mask_ratio": (masked.sum(1) / length).mean().item(), "cart_weight": weights.sum().item() / in_loss},
+            metrics={
+                "mask_ratio": (masked.sum(1) / length).mean().item(),
+                "cart_weight": weights.sum().item() / in_loss,
+            },
         )

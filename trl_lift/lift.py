@@ -196,7 +196,9 @@ def selection_metrics(
     and revealed positions of Top-K / Bottom-K rows (only when there are some).
     """
     length = answer_mask.sum(1).clamp(min=1).float()
-    metrics = {f"lift_share_{name}": (component == code).float().mean().item() for code, name in enumerate(COMPONENT_NAMES)}
+    metrics = {
+        f"lift_share_{name}": (component == code).float().mean().item() for code, name in enumerate(COMPONENT_NAMES)
+    }
     metrics["mask_ratio"] = (selected.sum(1) / length).mean().item()
     metrics["lift_superset_ratio"] = (superset.sum(1) / length).mean().item()
     if confidence is not None:
@@ -323,7 +325,8 @@ class LIFTCallback(TokenWeightingCallback):
         x_sup = apply_mask(x0, superset, batch.mask_token_id)
         # 4-5. Component and K.
         component = choose_components(
-            t, bands=self.bands, policy=self.policy, scope=self.component_scope, components=self.components, generator=gen
+            t, bands=self.bands, policy=self.policy, scope=self.component_scope, components=self.components,
+            generator=gen,
         )  # [b]
         k = keep_counts(superset.sum(1), t, rho)  # [b]
         # 6. Scoring pass (no gradient) when some row selects by confidence; only those rows when
