@@ -258,14 +258,18 @@ class LIFTCallback(TokenWeightingCallback):
         approximate: ``False`` (default) reveals ``M \\ S`` before the training pass. ``True`` is the
             no-reveal mode: the training input is ``x_sup`` (all of ``M`` masked), the loss is
             restricted to ``S``. In this slot the selection still comes from the scoring pass, so it
-            changes the context the model is trained with, not the cost.
+            changes the context the model is trained with, not the cost (a truly one-pass version
+            needs the trainer to select ``S`` from its own forward's detached log-probs).
         scoring_mode: ``"train"`` (default, the reference: the live model with dropout on) or
             ``"eval"`` (dropout off) for the scoring pass.
         rho_floor: lower bound of the reference rho rule, in ``[0, 1)``. Default 0.1.
         seed: seed of the noise generator; ``None`` takes ``args.seed``.
 
     The loss normalisation defaults to ``"batch"`` (answer tokens of the micro-batch, padding
-    included, prompt excluded), the reference's.
+    included, prompt excluded), the reference's. When the scorer accepts ``rows=`` (a ``[B]`` bool
+    of the rows to run, zeros returned elsewhere), only Top-K / Bottom-K rows are scored. Logged:
+    :func:`selection_metrics`; the returned :class:`LIFTNoisedBatch` carries each sequence's
+    component for a per-component loss.
     """
 
     name = "lift"
