@@ -1,8 +1,10 @@
-"""Ships the lm-eval start-up hook (hooks/) into site-packages; all other metadata is in pyproject.toml.
+"""Ships the lm-eval start-up hook (hooks/) and the task folder into the wheel; the rest is in pyproject.toml.
 
 lm-eval 0.4.13 discovers no model plugins, so ``trl_lift_lm_eval.pth`` and the tiny module it imports
 (``_trl_lift_lm_eval``) are copied next to the packages in the wheel: the stock ``lm_eval`` command then
-finds ``--model lift_dlm`` with no other step (see hooks/_trl_lift_lm_eval.py).
+finds ``--model lift_dlm`` with no other step (see hooks/_trl_lift_lm_eval.py). The benchmark tasks
+(``lm_eval_tasks/``, top level in the repository) are copied to ``trl_lift/lm_eval_tasks`` so that
+``trl-lift eval`` and ``trl-lift tasks-dir`` find them in an installed package.
 """
 
 import os
@@ -11,6 +13,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HOOK_FILES = ("hooks/_trl_lift_lm_eval.py", "hooks/trl_lift_lm_eval.pth")
+TASKS_DIR = "lm_eval_tasks"
 
 
 class build_py_with_hook(build_py):
@@ -20,6 +23,8 @@ class build_py_with_hook(build_py):
         super().run()
         for source in HOOK_FILES:
             self.copy_file(source, os.path.join(self.build_lib, os.path.basename(source)), preserve_mode=0)
+        if os.path.isdir(TASKS_DIR):
+            self.copy_tree(TASKS_DIR, os.path.join(self.build_lib, "trl_lift", TASKS_DIR), preserve_mode=0)
 
     def get_outputs(self, include_bytecode=True):
         hooks = [os.path.join(self.build_lib, os.path.basename(source)) for source in HOOK_FILES]

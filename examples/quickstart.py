@@ -36,7 +36,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=None, help="hub id or folder; default: a tiny LLaDA-format model")
     parser.add_argument("--token-weighting", default="lift", choices=["vanilla", "lift", "gift", "cart"])
-    parser.add_argument("--max-steps", type=int, default=60)
+    parser.add_argument("--max-steps", type=int, default=40)
     parser.add_argument("--output-dir", default=None)
     parser.add_argument("--bf16", action="store_true")
     args = parser.parse_args()
@@ -45,7 +45,7 @@ def main():
     model_path = args.model
     if model_path is None:
         model_path = os.path.join(workdir, "tiny-llada")
-        make_tiny_llada(model_path, make_tiny_tokenizer("llada"), hidden_size=128, layers=4, intermediate=256)
+        make_tiny_llada(model_path, make_tiny_tokenizer("llada"))
         print(f"wrote a tiny LLaDA-format checkpoint to {model_path}")
     tokenizer = AutoTokenizer.from_pretrained(model_path)
 
