@@ -104,7 +104,7 @@ def test_gift_excludes_supervised_padding_given_padding_mask():
         noised = callback.noise(supervised, scorer=scorer, args=ARGS)
         assert not (noised.loss_weights[padding] > 0).any() and not (noised.input_ids[padding] == MASK_ID).any()
     ids, targets, train_mode = scorer.calls[0]
-    assert torch.equal(ids == MASK_ID, supervised.answer_mask) and train_mode is False  # whole answer masked
+    assert torch.equal(ids == MASK_ID, batch.answer_mask) and train_mode is False  # whole answer, not padding
     assert torch.equal(targets != -100, batch.answer_mask)  # entropies of content only
 
 

@@ -85,8 +85,8 @@ class GIFTMasking(TokenWeightingCallback):
         x0, answer = batch.input_ids, batch.answer_mask
         content = answer & ~_padding_of(batch)  # [b, l]
         t = sample_times(x0.size(0), eps=args.time_epsilon, generator=self.generator, device=x0.device)  # [b]
-        # 1. Entropies with the whole answer masked (no gradient).
-        all_masked = apply_mask(x0, answer, batch.mask_token_id)
+        # 1. Entropies with the whole answer masked (no gradient); padding stays as in training.
+        all_masked = apply_mask(x0, content, batch.mask_token_id)
         entropy = scorer(all_masked, x0.masked_fill(~content, -100), train_mode=self.scoring_mode == "train").entropy
         # 2. Per-token probabilities, the mask, the importance weights.
         probs = gift_masking_probs(entropy.detach(), t, content, eps=args.time_epsilon)  # [b, l]
