@@ -145,3 +145,28 @@ def test_cached_and_threshold_paths_cut_forward_work(llada, llada_tokenizer):
     dual = _generate(llada, ids, mask, cache="dual", **schedule)
     assert dual.nfe == 16
     assert not torch.equal(prefix.sequences, exact.sequences) or not torch.equal(dual.sequences, exact.sequences)
+
+
+def test_with_one_layer_the_caches_are_exact(llada_tokenizer):
+    """In a one-layer model a position's keys and values depend on its own token only, so a cache is
+    never stale: prefix, dual and their threshold variants must give the uncached tokens."""
+    from transformers import LlamaForCausalLM
+
+    from trl_lift.testing import tiny_llama_config
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(tiny_llama_config(llada_tokenizer, layers=1))
+    model.config.mask_token_id = llada_tokenizer.mask_token_id
+    model = _sharpen_init(model, gain=2.0, head=8.0)
+    ids, mask = _batch(llada_tokenizer)
+    schedule = dict(gen_length=16, block_length=8, steps=16)
+    exact = _generate(model, ids, mask, suppress_mask_token=True, **schedule)
+    assert len(set(exact.sequences[:, P:].flatten().tolist())) >= 8
+    for cache in ("prefix", "dual"):
+        assert torch.equal(_generate(model, ids, mask, cache=cache, **schedule).sequences, exact.sequences), cache
+    threshold = _generate(model, ids, mask, threshold=0.6, **schedule)
+    assert threshold.nfe < 16
+    for cache in ("prefix", "dual"):
+        fast = _generate(model, ids, mask, cache=cache, threshold=0.6, **schedule)
+        assert torch.equal(fast.sequences, threshold.sequences), cache
+        assert fast.nfe == threshold.nfe

@@ -259,8 +259,10 @@ def diffusion_generate(
     config = generation_config or DiffusionGenerationConfig()
     mask_id, eos_id, eot_id, logit_shift = _resolve_ids(model, config)
     _check_inputs(model, input_ids, attention_mask, mask_id)
+    device = getattr(model, "device", input_ids.device)
+    input_ids = input_ids.to(device)
+    attention_mask = None if attention_mask is None else attention_mask.to(device)
     batch, prompt_length = input_ids.shape
-    device = input_ids.device
     length = prompt_length + config.gen_length
 
     canvas = torch.full((batch, length), mask_id, dtype=torch.long, device=device)
