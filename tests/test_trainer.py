@@ -253,3 +253,34 @@ def test_resume_continues_exactly(tmp_path, llada_checkpoint, llada_tokenizer):
     full_losses = [log["loss"] for log in full.state.log_history if "loss" in log]
     resumed_losses = [log["loss"] for log in resumed.state.log_history if "loss" in log]
     assert len(full_losses) == 4 and resumed_losses == pytest.approx(full_losses, rel=1e-5)
+
+
+def test_lift_is_configured_from_the_config_alone(tmp_path, llada_checkpoint, llada_tokenizer):
+    from trl_lift import LIFTCallback
+
+    args = _args(tmp_path, lift=True, lift_bands=2, lift_policy="reversed", lift_rho_rule="paper", max_steps=3)
+    trainer = DiffusionSFTTrainer(llada_checkpoint[0], args=args, train_dataset=_dataset(), processing_class=llada_tokenizer)
+    callback = trainer.token_weighting
+    assert isinstance(callback, LIFTCallback)
+    assert (callback.bands, callback.policy, callback.rho_rule) == (2, "reversed", "paper")
+    trainer.train()
+    logged = set().union(*(log.keys() for log in trainer.state.log_history))
+    assert any(key.startswith("loss_lift_") for key in logged)  # loss per component
+    assert any(key.startswith("lift_share_") for key in logged)
+
+
+def test_scorer_restricted_to_rows_matches_the_full_pass(tmp_path, llada_checkpoint, llada_tokenizer):
+    trainer = DiffusionSFTTrainer(
+        llada_checkpoint[0], args=_args(tmp_path), train_dataset=_dataset(), processing_class=llada_tokenizer
+    )
+    collated = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    batch = trainer._diffusion_batch(dict(collated))
+    # The padding stays known after supervised padding opened the attention mask (GIFT excludes it).
+    assert torch.equal(batch.padding_mask, collated["attention_mask"] == 0) and batch.padding_mask.any()
+    noised = batch.input_ids.masked_fill(batch.answer_mask, batch.mask_token_id)
+    score = trainer._scorer(trainer.model, batch)
+    full = score(noised, batch.targets, train_mode=False)
+    rows = torch.tensor([True, False, True, False])
+    part = score(noised, batch.targets, train_mode=False, rows=rows)
+    torch.testing.assert_close(part.log_probs[rows], full.log_probs[rows])
+    assert (part.log_probs[~rows] == 0).all() and full.log_probs[~rows].abs().sum() > 0

@@ -37,13 +37,58 @@ class DiffusionSFTConfig(SFTConfig):
         default=False,
         metadata={"help": "Shortcut for token_weighting='lift': Learnability-Informed Fine-Tuning."},
     )
+    lift_bands: int = field(
+        default=3,
+        metadata={"help": "LIFT: number of time bands H (>= 2). t < 1/H trains Bottom-K, t > 1 - 1/H Top-K, vanilla "
+                  "between (boundaries included). 2 = LIFT-2 (Top-K for t >= 0.5, else Bottom-K)."},
+    )
+    lift_rho_rule: str = field(
+        default="reference",
+        metadata={"help": "LIFT: extra ratio rho. 'reference' (U(0.1, 1 - t0) when 1 - t0 > 0.1, else U(0, 1 - t0); "
+                  "the reference code) or 'paper' (U(0, 1 - t), the paper's figure)."},
+    )
+    lift_component_scope: str = field(
+        default="sequence",
+        metadata={"help": "LIFT: choose the component per 'sequence' (default; equals the reference at one sequence "
+                  "per device) or once per micro-batch from the mean t ('batch', the reference's rule)."},
+    )
+    lift_policy: str = field(
+        default="time",
+        metadata={"help": "LIFT: component policy. 'time' (LIFT's band rule), 'random' (uniform over the "
+                  "components, ignoring t: a control) or 'reversed' (Top-K at small t, Bottom-K at large t)."},
+    )
+    lift_components: str = field(
+        default="both",
+        metadata={"help": "LIFT: 'both', 'top_only' or 'bottom_only' (the disabled component's band trains vanilla)."},
+    )
+    lift_approximate: bool = field(
+        default=False,
+        metadata={"help": "LIFT: skip the reveal; train on the superset input with the loss restricted to the "
+                  "selected tokens (cheaper context, less faithful)."},
+    )
+    lift_scoring_mode: str = field(
+        default="train",
+        metadata={"help": "LIFT: run the scoring pass in 'train' mode (dropout on; the reference) or 'eval' mode."},
+    )
+    gift_scoring_mode: str = field(
+        default="train",
+        metadata={"help": "GIFT: mode of the entropy pass ('train' or 'eval')."},
+    )
+    cart_p: float = field(
+        default=0.1,
+        metadata={"help": "CART: geometric decay p in (0, 1] of the context-adaptive weights."},
+    )
+    cart_inverse_t: bool = field(
+        default=False,
+        metadata={"help": "CART: multiply the CART weight by 1/t (as in Dream, it replaces 1/t by default)."},
+    )
     loss_normalization: str | None = field(
         default=None,
         metadata={
             "help": "Denominator of the loss: 'sequence' (each sequence's answer length, then the mean over "
             "sequences; LLaDA), 'batch' (answer tokens of the batch, over accumulation steps and devices; LIFT "
             "reference, d1) or 'masked' (tokens in the loss; GIFT). None = the method's own (vanilla: 'sequence', "
-            "lift: 'batch', gift: 'masked')."
+            "lift: 'batch', gift: 'masked', cart: 'sequence')."
         },
     )
     loss_weighting: str = field(

@@ -30,12 +30,15 @@ class DiffusionBatch:
         attention_mask: ``[B, L]``.
         answer_mask: ``[B, L]`` bool, positions that may be masked and trained (never the prompt).
         mask_token_id: the model's mask token.
+        padding_mask: ``[B, L]`` bool, the batch's trailing padding (part of the answer when it is
+            supervised, filled with EOS and attended to; methods that exclude padding read it here).
     """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     answer_mask: torch.Tensor
     mask_token_id: int
+    padding_mask: torch.Tensor | None = None
 
     @property
     def targets(self) -> torch.Tensor:
@@ -61,8 +64,15 @@ class NoisedBatch:
     normalization: str = "sequence"
     metrics: dict = field(default_factory=dict)
 
+    @property
+    def sequence_groups(self) -> dict[str, torch.Tensor]:
+        """``{name: [B] bool}``: groups of sequences whose loss is logged separately (``loss_<name>``)."""
+        return {}
 
-# Scores the gold tokens of a noised input without gradient: (noised_ids, targets) -> GoldScores.
+
+# Scores the gold tokens of a noised input without gradient:
+# scorer(noised_ids, targets, *, train_mode=True, rows=None) -> GoldScores; ``rows`` ([B] bool)
+# restricts the pass to those sequences (zeros elsewhere).
 Scorer = Callable[[torch.Tensor, torch.Tensor], GoldScores]
 
 

@@ -14,7 +14,7 @@ from trl import SFTTrainer
 
 from .config import DiffusionSFTConfig
 from .loading import load_diffusion_model
-from .losses import diffusion_loss, gold_log_probs
+from .losses import GoldScores, diffusion_loss, gold_log_probs
 from .masking import answer_mask_from_labels, grid_times, sample_times
 from .model_facts import get_diffusion_facts, is_bidirectional
 from .token_weighting import DiffusionBatch, NoisedBatch, TokenWeightingCallback, noise_at_times
@@ -31,9 +31,24 @@ TOKEN_WEIGHTING_CLASSES = {
 T_BANDS = (("loss_t_low", 0.0, 1 / 3), ("loss_t_mid", 1 / 3, 2 / 3), ("loss_t_high", 2 / 3, 1.0 + 1e-6))
 
 
-def build_token_weighting(name: str, **kwargs) -> TokenWeightingCallback:
-    """Instantiate the token-weighting callback registered under ``name``."""
+# token_weighting name -> {constructor argument: DiffusionSFTConfig field}.
+TOKEN_WEIGHTING_SETTINGS = {
+    "vanilla": {},
+    "lift": {
+        "bands": "lift_bands", "rho_rule": "lift_rho_rule", "component_scope": "lift_component_scope",
+        "policy": "lift_policy", "components": "lift_components", "approximate": "lift_approximate",
+        "scoring_mode": "lift_scoring_mode",
+    },
+    "gift": {"scoring_mode": "gift_scoring_mode"},
+    "cart": {"p": "cart_p", "inverse_t": "cart_inverse_t"},
+}
+
+
+def build_token_weighting(name: str, args=None, **kwargs) -> TokenWeightingCallback:
+    """Instantiate the token-weighting callback registered under ``name``, configured from ``args``."""
     module_name, class_name = TOKEN_WEIGHTING_CLASSES[name].split(":")
+    if args is not None:
+        kwargs = {key: getattr(args, field) for key, field in TOKEN_WEIGHTING_SETTINGS[name].items()} | kwargs
     return getattr(importlib.import_module(module_name), class_name)(**kwargs)
 
 
@@ -92,7 +107,7 @@ class DiffusionSFTTrainer(SFTTrainer):
         if self.supervise_padding and self.facts.eos_token_id is None:
             raise ValueError("supervise_padding needs an EOS id: set model.config.eos_token_id.")
         if not any(isinstance(cb, TokenWeightingCallback) for cb in self.callback_handler.callbacks):
-            self.add_callback(build_token_weighting(args.token_weighting))
+            self.add_callback(build_token_weighting(args.token_weighting, args))
         self._eval_generator = torch.Generator()
 
     # ---- the token-weighting callback (looked up each time: resuming replaces it) --------------
@@ -104,6 +119,7 @@ class DiffusionSFTTrainer(SFTTrainer):
     def _diffusion_batch(self, inputs: dict) -> DiffusionBatch:
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
         answer = answer_mask_from_labels(inputs["labels"], attention_mask, supervise_padding=self.supervise_padding)
+        padding = attention_mask == 0
         if self.supervise_padding:
             if (attention_mask[:, 1:] > attention_mask[:, :-1]).any():
                 raise ValueError(
@@ -113,7 +129,7 @@ class DiffusionSFTTrainer(SFTTrainer):
             # LLaDA's recipe: trailing padding is EOS content the model attends to and learns to produce.
             input_ids = input_ids.masked_fill(attention_mask == 0, self.facts.eos_token_id)
             attention_mask = torch.ones_like(attention_mask)
-        return DiffusionBatch(input_ids, attention_mask, answer, self.facts.mask_token_id)
+        return DiffusionBatch(input_ids, attention_mask, answer, self.facts.mask_token_id, padding_mask=padding)
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
         """Answer tokens over the accumulation window (and devices): the 'batch' normaliser."""
@@ -131,14 +147,21 @@ class DiffusionSFTTrainer(SFTTrainer):
     def _scorer(self, model, batch: DiffusionBatch):
         """LIFT's scoring pass: gold-token scores of a noised input, without gradient."""
 
-        def score(noised_ids, targets, *, train_mode: bool = True):
+        def score(noised_ids, targets, *, train_mode: bool = True, rows=None):
             was_training = model.training
             model.train(train_mode)
             try:
                 with torch.no_grad():
-                    return gold_log_probs(model, noised_ids, targets, attention_mask=batch.attention_mask)
+                    if rows is None:
+                        return gold_log_probs(model, noised_ids, targets, attention_mask=batch.attention_mask)
+                    part = gold_log_probs(
+                        model, noised_ids[rows], targets[rows], attention_mask=batch.attention_mask[rows]
+                    )
             finally:
                 model.train(was_training)
+            # Rows not scored get zeros (they need no scores: e.g. LIFT's vanilla rows).
+            spread = lambda x: x.new_zeros((rows.numel(), *x.shape[1:])).index_put((rows,), x)  # noqa: E731
+            return GoldScores(spread(part.log_probs), spread(part.entropy), spread(part.is_top1))
 
         return score
 
@@ -205,6 +228,10 @@ class DiffusionSFTTrainer(SFTTrainer):
             band = (t >= low) & (t < high)
             if band.any():
                 metrics[key].append(per_sequence[band].mean().item())
+        for name, group in noised.sequence_groups.items():
+            group = gather(group)
+            if group.any():
+                metrics[f"loss_{name}"].append(per_sequence[group].mean().item())
         for key, value in noised.metrics.items():
             metrics[key].append(float(value))
 
