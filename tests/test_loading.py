@@ -179,3 +179,23 @@ def _minimal_llada():
         "vocab_size": 64, "embedding_size": 64, "attention_dropout": 0.0, "residual_dropout": 0.0,
         "embedding_dropout": 0.0, "eos_token_id": 1, "pad_token_id": 1, "mask_token_id": 2,
     }
+
+
+def test_remote_code_tokenizer_loads_natively_with_mask_token(tmp_path, dream_checkpoint, dream_tokenizer):
+    from trl_lift import load_diffusion_tokenizer
+
+    path = shutil.copytree(dream_checkpoint[0], str(tmp_path / "dream"))
+    config_path = os.path.join(path, "tokenizer_config.json")
+    with open(config_path) as f:
+        config = json.load(f)
+    # As Dream ships it: a remote-code tokenizer class that AutoTokenizer refuses without trust_remote_code.
+    config.update(tokenizer_class="DreamTokenizer", auto_map={"AutoTokenizer": ["tokenization_dream.DreamTokenizer", None]})
+    config.pop("mask_token", None)
+    with open(config_path, "w") as f:
+        json.dump(config, f)
+    tokenizer = load_diffusion_tokenizer(path)
+    assert tokenizer.mask_token_id == dream_tokenizer.mask_token_id
+    text = "Solve for x: 2x + 3 = 7"
+    assert tokenizer(text)["input_ids"] == dream_tokenizer(text)["input_ids"]
+    with pytest.raises(ValueError, match="remote code"):
+        load_diffusion_tokenizer(path, trust_remote_code=True)

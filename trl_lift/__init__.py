@@ -14,6 +14,7 @@ _EXPORTS = {
     "DiffusionSFTConfig": "config",
     "DiffusionSFTTrainer": "trainer",
     "load_diffusion_model": "loading",
+    "load_diffusion_tokenizer": "loading",
     "DiffusionFacts": "model_facts",
     "get_diffusion_facts": "model_facts",
     "is_bidirectional": "model_facts",

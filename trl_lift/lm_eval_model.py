@@ -462,9 +462,9 @@ def _resolve_dtype(dtype, device) -> torch.dtype:
 
 
 def _load_tokenizer(pretrained: str, revision):
-    from transformers import AutoTokenizer
+    from .loading import load_diffusion_tokenizer
 
-    return AutoTokenizer.from_pretrained(pretrained, revision=revision, trust_remote_code=False)
+    return load_diffusion_tokenizer(pretrained, revision=revision)
 
 
 def _version() -> str:

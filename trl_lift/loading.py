@@ -15,10 +15,12 @@ import os
 import warnings
 
 import torch
+import transformers
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
+    AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
     Qwen2Config,
@@ -27,7 +29,7 @@ from transformers import (
 from transformers.models.llama import modeling_llama
 from transformers.utils import cached_file
 
-from .model_facts import FAMILY_FACTS, MASKED_LM_MODEL_TYPES, is_bidirectional
+from .model_facts import FAMILY_FACTS, MASKED_LM_MODEL_TYPES, MODEL_TYPE_TO_FAMILY, is_bidirectional
 
 logger = logging.getLogger(__name__)
 
@@ -275,3 +277,38 @@ def load_diffusion_model(
             raise ValueError("rope_fp32 is only supported for Llama-architecture (LLaDA) models.")
         enable_fp32_rope(model)
     return model
+
+
+# Native tokenizer class of each family, for checkpoints whose tokenizer_config.json names a remote-code
+# class and ship no tokenizer.json (Dream's DreamTokenizer is a Qwen2 BPE tokenizer with extra special tokens).
+FAMILY_TOKENIZER_CLASS = {"dream": "Qwen2Tokenizer", "llada": "PreTrainedTokenizerFast"}
+
+
+def load_diffusion_tokenizer(name_or_path: str, **from_pretrained_kwargs):
+    """Load a diffusion LM's tokenizer without remote code, with its mask token set.
+
+    Tries ``AutoTokenizer``; a tokenizer that asks for remote code (Dream's) is loaded from its
+    ``tokenizer.json`` as it is serialised, else with its family's native class. When the tokenizer has no mask token, the model's mask id names it.
+
+    Raises:
+        ValueError: for ``trust_remote_code=True``, or a remote-code tokenizer of an unknown family.
+    """
+    if from_pretrained_kwargs.pop("trust_remote_code", False):
+        raise ValueError("trl_lift never runs remote code; drop trust_remote_code=True.")
+    hub = {k: from_pretrained_kwargs.get(k) for k in ("revision", "token", "cache_dir")}
+    raw = _read_config_dict(name_or_path, **hub)
+    family = raw.get("diffusion_family") or MODEL_TYPE_TO_FAMILY.get(raw.get("model_type"))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False, **from_pretrained_kwargs)
+    except ValueError as err:
+        if "custom code" not in str(err) or family not in FAMILY_TOKENIZER_CLASS:
+            raise
+        try:  # the serialised tokenizer pipeline, exactly as shipped
+            tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(name_or_path, **from_pretrained_kwargs)
+        except (OSError, ValueError):
+            tokenizer_class = getattr(transformers, FAMILY_TOKENIZER_CLASS[family])
+            tokenizer = tokenizer_class.from_pretrained(name_or_path, **from_pretrained_kwargs)
+    mask_id = raw.get("mask_token_id", FAMILY_FACTS[family].mask_token_id if family in FAMILY_FACTS else None)
+    if tokenizer.mask_token is None and mask_id is not None and mask_id < len(tokenizer):
+        tokenizer.mask_token = tokenizer.convert_ids_to_tokens(int(mask_id))
+    return tokenizer

@@ -13,7 +13,7 @@ import torch
 from trl import SFTTrainer
 
 from .config import DiffusionSFTConfig
-from .loading import load_diffusion_model
+from .loading import load_diffusion_model, load_diffusion_tokenizer
 from .losses import GoldScores, diffusion_loss, gold_log_probs
 from .masking import answer_mask_from_labels, grid_times, sample_times
 from .model_facts import get_diffusion_facts, is_bidirectional
@@ -87,6 +87,9 @@ class DiffusionSFTTrainer(SFTTrainer):
         elif not isinstance(args, DiffusionSFTConfig):
             raise TypeError(f"args must be a DiffusionSFTConfig, got {type(args).__name__}.")
         if isinstance(model, str):
+            if kwargs.get("processing_class") is None:
+                revision = (args.model_init_kwargs or {}).get("revision")
+                kwargs["processing_class"] = load_diffusion_tokenizer(model, revision=revision)
             model = _load_model(model, args, quantization_config)
         elif quantization_config is not None:
             raise ValueError("quantization_config only applies to a model given by name; load the model quantized.")
