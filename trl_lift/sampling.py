@@ -15,6 +15,10 @@ the reference on purpose:
 - ``confidence_eos_eot_inf`` removes both EOS and end-of-turn from the confidence at every
   temperature (the reference drops EOS only at temperature 0);
 - CFG works without an attention mask (the reference crashes).
+
+The fast paths (``cache`` other than ``"none"``, or a ``threshold``) never propose the mask token
+unless told otherwise (``suppress_mask_token``): the reference can, leaving the position masked for a
+later step, which the cached paths do not revisit.
 """
 
 from __future__ import annotations
@@ -243,7 +247,8 @@ def diffusion_generate(
     right. Each step, the model proposes a token at every masked position of the window (the block,
     plus with ``cache="none"`` any position an earlier block left masked) and commits the most
     confident ones: a per-step quota spread evenly over the block's steps (the reference), or all
-    above ``threshold``. Committed tokens are final.
+    above ``threshold``. Committed tokens are final (a committed mask token, which only the exact
+    path proposes by default, leaves its position masked, as in the reference).
 
     Args:
         model: a bidirectional model (:func:`trl_lift.load_diffusion_model`), in eval mode.
