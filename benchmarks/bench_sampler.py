@@ -9,8 +9,14 @@ context and many are confident (so threshold decoding has something to commit), 
 on the same prompts in one process. Reports tokens/s, forward passes (NFE), each mode's token
 agreement with the exact path, and speed ratios against it. On CPU it uses one thread unless told
 otherwise (``--threads``): on a busy 2-core machine two OpenMP threads spin-wait on each other and
-every matmul, whatever its size, takes about the same time, which hides what the cache saves. A random model's agreement figures say
-how far a fast path drifts on a model with no preferred text; a trained model drifts less.
+every matmul, whatever its size, takes about the same time, which hides what the cache saves.
+
+Agreement on this random model says how far a fast path drifts on a model whose every prediction
+changes with its context (a first differing token changes the rest); a trained model drifts less.
+
+Measured on a shared 2-core CPU, one thread, batch 1 (tokens/s, NFE, agreement with (a), speed):
+(a) exact 7.0, 256, 1.00, 1x; (b) prefix 23.3, 256, 0.20, 3.3x; (c) dual 57.9, 256, 0.23, 8.2x;
+(d) threshold 0.9 22.5, 77, 0.25, 3.2x; (e) prefix + threshold 55.2, 87, 0.21, 7.9x (68 s in all).
 """
 
 from __future__ import annotations
