@@ -142,11 +142,14 @@ def test_max_gen_toks_is_clamped_with_warning(lm, caplog):
     assert lm._resolve_generation({"do_sample": False, "temperature": 0.7})[0].temperature == 0.0
 
 
-def test_model_args_take_precedence_over_task(llada_checkpoint):
+def test_model_args_take_precedence_over_task(llada_checkpoint, caplog):
     lm = LIFTDiffusionLM(pretrained=llada_checkpoint[0], dtype="float32", gen_length=16, block_length=4, steps=8,
                          temperature=0.0)
-    config, _, keep = lm._resolve_generation({"max_gen_toks": 64, "temperature": 1.0, "block_length": 32})
+    with caplog.at_level("WARNING"):
+        config, _, keep = lm._resolve_generation({"max_gen_toks": 64, "temperature": 1.0, "block_length": 32})
     assert (config.gen_length, config.block_length, config.steps, config.temperature, keep) == (16, 4, 8, 0.0, 16)
+    # Overriding a task's sampling temperature (AIME's repeated samples) is said once.
+    assert "override the task's own" in caplog.text and "'temperature': 1.0" in caplog.text
     with pytest.raises(TypeError, match="unknown model_args"):
         LIFTDiffusionLM(pretrained=llada_checkpoint[0], gen_lenght=16)
     with pytest.raises(ValueError, match="remote code"):

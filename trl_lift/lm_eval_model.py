@@ -328,6 +328,12 @@ class LIFTDiffusionLM(TemplateLM):
             settings["temperature"] = 0.0
         elif do_sample and not settings.get("temperature"):
             settings["temperature"] = 1.0
+        overridden = {k for k in settings if k in self.sampler_overrides and settings[k] != self.sampler_overrides[k]}
+        if overridden:
+            self._warn_once(f"override{sorted(overridden)}", "lift_dlm: --model_args %s override the task's own %s "
+                            "(e.g. a task's sampling temperature for repeated samples).",
+                            {k: self.sampler_overrides[k] for k in sorted(overridden)},
+                            {k: settings[k] for k in sorted(overridden)})
         settings.update(self.sampler_overrides)
         gen_length = int(settings.get("gen_length", requested if requested is not None else _DEFAULTS.gen_length))
         if gen_length > self.max_gen_toks:
