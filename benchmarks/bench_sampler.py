@@ -22,7 +22,6 @@ Measured on a shared 2-core CPU, one thread, batch 1 (tokens/s, NFE, agreement w
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 
@@ -32,7 +31,7 @@ import torch  # noqa: E402
 from transformers import LlamaForCausalLM  # noqa: E402
 
 from trl_lift.sampling import DiffusionGenerationConfig, diffusion_generate  # noqa: E402
-from trl_lift.testing import make_tiny_tokenizer, tiny_llama_config  # noqa: E402
+from trl_lift.testing import make_tiny_tokenizer, sharpen_weights, tiny_llama_config  # noqa: E402
 
 MODES = {
     "a exact": dict(),
@@ -51,14 +50,7 @@ def build_model(args):
     )
     config.mask_token_id = tokenizer.mask_token_id
     torch.manual_seed(args.seed)
-    model = LlamaForCausalLM(config).eval()
-    g = torch.Generator().manual_seed(args.seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.dim() == 2:  # std gain / sqrt(fan_in); embeddings 1; lm_head sharpened
-                scale = 1.0 if "embed" in name else (args.head_scale if "lm_head" in name else args.gain)
-                std = scale if "embed" in name else scale / math.sqrt(param.shape[1])
-                param.copy_(torch.randn(param.shape, generator=g) * std)
+    model = sharpen_weights(LlamaForCausalLM(config), gain=args.gain, head=args.head_scale, seed=args.seed)
     return model.to(args.device), tokenizer
 
 

@@ -13,21 +13,9 @@ import math
 
 import torch
 
+from trl_lift.testing import sharpen_weights
 
-def _sharpen_init(model, *, gain: float = 2.0, head: float = 6.0, seed: int = 0):
-    """Re-draw a tiny model's matrices so its predictions vary with position and context and are confident.
-
-    Seeded random weights with ``std = gain / sqrt(fan_in)`` (embeddings std 1, lm_head ``head / sqrt(d)``):
-    the stock 0.02 init predicts one token for every masked position, which tests nothing.
-    """
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.dim() != 2:
-                continue
-            std = 1.0 if "embed" in name else (head if "lm_head" in name else gain) / math.sqrt(param.shape[1])
-            param.copy_(torch.randn(param.shape, generator=g) * std)
-    return model.eval()
+_sharpen_init = sharpen_weights  # the library helper, under the name these tests use
 
 
 def _favour_token(model, token_id: int, alpha: float, *, mask_id: int, seed: int = 0, jitter: float = 0.0):

@@ -9,7 +9,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from trl_lift.testing import make_tiny_dream, make_tiny_llada, make_tiny_tokenizer  # noqa: E402
+from trl_lift import load_diffusion_model  # noqa: E402
+from trl_lift.testing import make_tiny_dream, make_tiny_llada, make_tiny_tokenizer, sharpen_weights  # noqa: E402
 
 try:  # quiet progress bars in test logs
     import datasets
@@ -21,7 +22,8 @@ try:  # quiet progress bars in test logs
 except ImportError:  # pragma: no cover
     pass
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread: on a busy 2-core machine two threads made each tiny matmul ~80x slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +48,18 @@ def dream_checkpoint(tmp_path_factory, dream_tokenizer):
     """(path, native model with the same weights) of a tiny Dream-format checkpoint."""
     path = str(tmp_path_factory.mktemp("dream"))
     return path, make_tiny_dream(path, dream_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def llada(llada_checkpoint):
+    """Tiny LLaDA loaded natively, re-drawn so its predictions depend on context and are confident.
+
+    One per test module: some sampler tests reshape its head.
+    """
+    return sharpen_weights(load_diffusion_model(llada_checkpoint[0]))
+
+
+@pytest.fixture(scope="module")
+def dream(dream_checkpoint):
+    """Tiny Dream, sharpened like ``llada``."""
+    return sharpen_weights(load_diffusion_model(dream_checkpoint[0]))

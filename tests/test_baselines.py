@@ -23,15 +23,6 @@ ARGS = SimpleNamespace(time_epsilon=1e-3, loss_weighting="inverse_t")
 MASK_ID = 99
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; more spin against each other on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---- GIFT ----------------------------------------------------------------------------------------
 def test_gift_probabilities_by_hand():
     entropy = torch.tensor([[4.0, 1.0, 0.0, 9.0, 7.0], [0.0, 0.0, 0.0, 0.0, 0.0]])

@@ -8,9 +8,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from _sampling_reference import _favour_token, _sharpen_init, reference_generate  # noqa: E402
+from _sampling_reference import _favour_token, reference_generate  # noqa: E402
 
-from trl_lift import load_diffusion_model  # noqa: E402
 from trl_lift.sampling import DiffusionGenerateOutput, DiffusionGenerationConfig, diffusion_generate  # noqa: E402
 from trl_lift.sampling_schedule import (  # noqa: E402
     propose_tokens,
@@ -21,17 +20,6 @@ from trl_lift.sampling_schedule import (  # noqa: E402
 )
 
 P = 10  # prompt length
-
-
-@pytest.fixture(scope="module")
-def llada(llada_checkpoint):
-    """Tiny LLaDA loaded natively, re-drawn so its predictions depend on context and are confident."""
-    return _sharpen_init(load_diffusion_model(llada_checkpoint[0]))
-
-
-@pytest.fixture(scope="module")
-def dream(dream_checkpoint):
-    return _sharpen_init(load_diffusion_model(dream_checkpoint[0]))
 
 
 @pytest.fixture(scope="module")

@@ -7,23 +7,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from _sampling_reference import _sharpen_init, reference_generate  # noqa: E402
+from _sampling_reference import reference_generate  # noqa: E402
 
-from trl_lift import load_diffusion_model  # noqa: E402
 from trl_lift.sampling import DiffusionGenerationConfig, diffusion_generate  # noqa: E402
 from trl_lift.sampling_cache import CanvasForward, canvas_position_ids  # noqa: E402
 
 P = 10
-
-
-@pytest.fixture(scope="module")
-def llada(llada_checkpoint):
-    return _sharpen_init(load_diffusion_model(llada_checkpoint[0]))
-
-
-@pytest.fixture(scope="module")
-def dream(dream_checkpoint):
-    return _sharpen_init(load_diffusion_model(dream_checkpoint[0]))
 
 
 def _batch(tok, seed=3):
@@ -152,12 +141,12 @@ def test_with_one_layer_the_caches_are_exact(llada_tokenizer):
     never stale: prefix, dual and their threshold variants must give the uncached tokens."""
     from transformers import LlamaForCausalLM
 
-    from trl_lift.testing import tiny_llama_config
+    from trl_lift.testing import sharpen_weights, tiny_llama_config
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(tiny_llama_config(llada_tokenizer, layers=1))
     model.config.mask_token_id = llada_tokenizer.mask_token_id
-    model = _sharpen_init(model, gain=2.0, head=8.0)
+    model = sharpen_weights(model, gain=2.0, head=8.0)
     ids, mask = _batch(llada_tokenizer)
     schedule = dict(gen_length=16, block_length=8, steps=16)
     exact = _generate(model, ids, mask, suppress_mask_token=True, **schedule)

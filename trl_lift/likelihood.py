@@ -145,7 +145,7 @@ def estimate_elbo(
         raise ValueError(f"mc_num must be a positive integer, got {mc_num}.")
     device = device if device is not None else next(model.parameters()).device
     times = grid_times(mc_num, eps=eps)  # [K]
-    rows, weights = [], []
+    rows = []
     for request in requests:
         if not request.continuation:
             raise ValueError("estimate_elbo needs at least one continuation token per request.")
