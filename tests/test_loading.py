@@ -199,3 +199,12 @@ def test_remote_code_tokenizer_loads_natively_with_mask_token(tmp_path, dream_ch
     assert tokenizer(text)["input_ids"] == dream_tokenizer(text)["input_ids"]
     with pytest.raises(ValueError, match="remote code"):
         load_diffusion_tokenizer(path, trust_remote_code=True)
+
+
+def test_family_ids_outside_a_small_vocabulary_do_not_apply(llada_checkpoint):
+    model = load_diffusion_model(llada_checkpoint[0])
+    facts = get_diffusion_facts(model)
+    assert facts.eot_token_id is None  # 126348 does not exist in a 448-token model
+    model.config.eot_token_id = 7
+    assert get_diffusion_facts(model).eot_token_id == 7
+    assert get_diffusion_facts(llada_config_to_llama({**_minimal_llada(), "vocab_size": 126464, "embedding_size": 126464})).eot_token_id == 126348

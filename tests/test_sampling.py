@@ -159,8 +159,9 @@ def test_input_errors_name_the_fix(llada, llada_tokenizer, dream_checkpoint):
         diffusion_generate(llada, ids[0], None, cfg)
     with pytest.raises(ValueError, match="differs from input_ids shape"):
         diffusion_generate(llada, ids, torch.ones(2, 3, dtype=torch.long), cfg)
-    with pytest.raises(ValueError, match="outside the model's vocabulary"):  # the family's 8B end-of-turn id
-        diffusion_generate(llada, ids, None, DiffusionGenerationConfig(gen_length=4, block_length=4, steps=4, confidence_eos_eot_inf=True))
+    with pytest.raises(ValueError, match="outside the model's vocabulary"):  # e.g. the 8B end-of-turn id
+        diffusion_generate(llada, ids, None, DiffusionGenerationConfig(
+            gen_length=4, block_length=4, steps=4, confidence_eos_eot_inf=True, eot_token_id=126348))
     causal = copy.deepcopy(llada)
     causal.config.is_causal = True
     with pytest.raises(ValueError, match="bidirectional model"):

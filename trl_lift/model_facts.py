@@ -111,12 +111,21 @@ def get_diffusion_facts(model_or_config) -> DiffusionFacts:
     config = getattr(model_or_config, "config", model_or_config)
     config = config.get_text_config() if hasattr(config, "get_text_config") else config
     base = FAMILY_FACTS[_family_of(config)]
-    mask_id = getattr(config, "mask_token_id", None)
-    eos_id = _first_id(getattr(config, "eos_token_id", None))
+    vocab = getattr(config, "vocab_size", None)
+
+    def own_or_family(name):
+        own = _first_id(getattr(config, name, None))
+        if own is not None:
+            return own
+        default = getattr(base, name)
+        # A family id outside this model's vocabulary (a small model of the family) does not apply.
+        return default if default is None or vocab is None or default < vocab else None
+
     facts = replace(
         base,
-        mask_token_id=base.mask_token_id if mask_id is None else int(mask_id),
-        eos_token_id=base.eos_token_id if eos_id is None else eos_id,
+        mask_token_id=own_or_family("mask_token_id"),
+        eos_token_id=own_or_family("eos_token_id"),
+        eot_token_id=own_or_family("eot_token_id"),
         logit_shift=bool(getattr(config, "diffusion_logit_shift", base.logit_shift)),
     )
     if facts.mask_token_id is None:
