@@ -171,7 +171,9 @@ class LIFTDiffusionLM(TemplateLM):
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             from accelerate import Accelerator
 
-            accelerator = Accelerator()
+            # Without an accelerator, processes form a gloo (MULTI_CPU) group only when asked for the CPU.
+            on_cpu = (device is not None and str(device) == "cpu") or not torch.cuda.is_available()
+            accelerator = Accelerator(cpu=on_cpu)
             if accelerator.num_processes > 1:
                 self.accelerator = accelerator
                 self._rank, self._world_size = accelerator.process_index, accelerator.num_processes

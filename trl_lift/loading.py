@@ -298,11 +298,16 @@ def load_diffusion_tokenizer(name_or_path: str, **from_pretrained_kwargs):
     hub = {k: from_pretrained_kwargs.get(k) for k in ("revision", "token", "cache_dir")}
     raw = _read_config_dict(name_or_path, **hub)
     family = raw.get("diffusion_family") or MODEL_TYPE_TO_FAMILY.get(raw.get("model_type"))
+    if raw.get("model_type") in MODEL_TYPE_TO_FAMILY:
+        # transformers does not know "llada"/"Dream": give AutoTokenizer a blank config rather than let it
+        # parse config.json into a mismatched one (a spurious warning); tokenizer_config.json decides.
+        from_pretrained_kwargs.setdefault("config", transformers.PretrainedConfig())
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False, **from_pretrained_kwargs)
     except ValueError as err:
         if "custom code" not in str(err) or family not in FAMILY_TOKENIZER_CLASS:
             raise
+        from_pretrained_kwargs.pop("config", None)
         try:  # the serialised tokenizer pipeline, exactly as shipped
             tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(name_or_path, **from_pretrained_kwargs)
         except (OSError, ValueError):
