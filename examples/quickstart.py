@@ -36,7 +36,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=None, help="hub id or folder; default: a tiny LLaDA-format model")
     parser.add_argument("--token-weighting", default="lift", choices=["vanilla", "lift", "gift", "cart"])
-    parser.add_argument("--max-steps", type=int, default=40)
+    parser.add_argument("--max-steps", type=int, default=800)
     parser.add_argument("--output-dir", default=None)
     parser.add_argument("--bf16", action="store_true")
     args = parser.parse_args()
@@ -59,7 +59,7 @@ def main():
         lr_scheduler_type="linear",
         weight_decay=0.1,
         max_grad_norm=1.0,
-        logging_steps=10,
+        logging_steps=50,
         eval_strategy="steps",
         eval_steps=max(1, args.max_steps // 2),
         eval_timesteps=4,
@@ -86,7 +86,7 @@ def main():
         [{"role": "user", "content": "What is 3 + 4?"}], add_generation_prompt=True, tokenize=False
     )
     input_ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
-    generation = DiffusionGenerationConfig(gen_length=32, block_length=16, steps=16)
+    generation = DiffusionGenerationConfig(gen_length=32, block_length=16, steps=32)
     with torch.no_grad():
         out = diffusion_generate(model, input_ids, generation_config=generation)
     text = tokenizer.decode(out.sequences[0, input_ids.size(1):], skip_special_tokens=True)
