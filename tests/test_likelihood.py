@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from trl_lift.likelihood import ELBORequest, estimate_elbo, noised_copies
+from trl_lift.likelihood import ELBORequest, estimate_elbo, noised_copies, stratified_counts
 from trl_lift.loading import load_diffusion_model
 from trl_lift.losses import gold_log_probs
 
@@ -80,3 +80,27 @@ def test_greedy_flag_is_argmax_of_fully_masked_continuation(llada):
     assert estimate_elbo(llada, [ELBORequest(context, argmax)], **kwargs)[0][1] is True
     other = [argmax[0], (argmax[1] + 1) % 300]
     assert estimate_elbo(llada, [ELBORequest(context, other)], **kwargs)[0][1] is False
+
+
+def test_count_estimator_is_exact_in_expectation_with_lower_spread(llada, llada_tokenizer):
+    context = llada_tokenizer("Question: what is").input_ids
+    continuation = llada_tokenizer(" 12 plus 30").input_ids[:3]
+    mask_id = llada.config.mask_token_id
+    exact = exact_elbo(llada, context, continuation, mask_id)
+    assert stratified_counts(6, 3).tolist() == [1, 1, 2, 2, 3, 3]
+
+    def estimates(estimator, mc_num=24, seeds=12):
+        out = []
+        for seed in range(seeds):
+            request = ELBORequest(context, continuation, torch.Generator().manual_seed(seed))
+            out.append(estimate_elbo(llada, [request], mc_num=mc_num, mask_token_id=mask_id, pad_token_id=0,
+                                     batch_size=512, estimator=estimator)[0][0])
+        return torch.tensor(out, dtype=torch.float64)
+
+    by_count, by_time = estimates("count"), estimates("time")
+    # With C | K every l in 1..C is used equally: unbiased for the same bound.
+    assert abs(by_count.mean().item() - exact) < 4 * by_count.std().item() / math.sqrt(len(by_count)) + 1e-6
+    assert by_count.std() < by_time.std()
+    with pytest.raises(ValueError, match="estimator"):
+        estimate_elbo(llada, [ELBORequest(context, continuation)], mc_num=2, mask_token_id=mask_id, pad_token_id=0,
+                      estimator="tokens")

@@ -84,10 +84,11 @@ def test_registered_after_lm_eval_own_models():
 @pytest.mark.parametrize("family", ["llada", "dream"])
 def test_simple_evaluate_records_sampler_settings(family, request, task_manager):
     path = request.getfixturevalue(f"{family}_checkpoint")[0]
-    results = evaluate(path, task_manager)
+    estimator = "count" if family == "dream" else "time"
+    results = evaluate(path, task_manager, extra=f",mc_estimator={estimator}")
     assert set(results["results"]) == {"tiny_gen", "tiny_mc"}
     info = results["config"]["lift_dlm"]
-    assert info["family"] == family and info["mc_num"] == 4
+    assert info["family"] == family and info["mc_num"] == 4 and info["mc_estimator"] == estimator
     assert info["sampler_model_args"] == {"block_length": 8, "steps": 8}
     (used,) = info["sampler_configs_used"]
     # The task's max_gen_toks=16 sets the canvas (2 blocks of 8, 8 steps); batches of 2 -> 2 sampler calls.
@@ -100,7 +101,7 @@ def test_simple_evaluate_records_sampler_settings(family, request, task_manager)
     assert len(lls) == 7
     assert all(ll < 0 for ll in lls)
     # Per-request seeds: a second run reproduces every sample exactly.
-    again = evaluate(path, task_manager)
+    again = evaluate(path, task_manager, extra=f",mc_estimator={estimator}")
     assert responses(again, "tiny_gen") == responses(results, "tiny_gen")
     assert responses(again, "tiny_mc") == responses(results, "tiny_mc")
 

@@ -33,7 +33,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm import tqdm
 
-from .likelihood import ELBORequest, estimate_elbo
+from .likelihood import ESTIMATORS, ELBORequest, estimate_elbo
 from .loading import load_diffusion_model
 from .model_facts import get_diffusion_facts
 from .sampling import DiffusionGenerationConfig, diffusion_generate
@@ -94,6 +94,8 @@ class LIFTDiffusionLM(TemplateLM):
         revision: checkpoint revision.
         mask_token_id: overrides the model's mask token id.
         mc_num: Monte-Carlo samples per likelihood request (:func:`trl_lift.likelihood.estimate_elbo`).
+        mc_estimator: ``"time"`` (stratified masking ratios, weight ``1/t``) or ``"count"`` (LLaDA's
+            lower-variance form: ``l`` of ``C`` tokens masked, weight ``C/l``).
         mc_batch_size: sequences per forward pass for likelihoods; ``None`` = ``batch_size * (mc_num + 1)``.
         batch_size: prompts per sampler call (an int; ``"auto"`` is read as 1).
         max_gen_toks: cap on a request's ``max_gen_toks`` (requests asking more are clamped, with a warning).
@@ -120,6 +122,7 @@ class LIFTDiffusionLM(TemplateLM):
         revision: str | None = None,
         mask_token_id: int | None = None,
         mc_num: int = 128,
+        mc_estimator: str = "time",
         mc_batch_size: int | None = None,
         batch_size: int | str = 1,
         max_batch_size: int | None = None,
@@ -144,6 +147,9 @@ class LIFTDiffusionLM(TemplateLM):
         self.sampler_overrides = dict(sampler)
         self.pretrained, self.peft, self.revision = pretrained, peft, revision
         self.mc_num, self.batch_size = int(mc_num), int(batch_size)
+        if mc_estimator not in ESTIMATORS:
+            raise ValueError(f"mc_estimator must be one of {ESTIMATORS}, got {mc_estimator!r}.")
+        self.mc_estimator = mc_estimator
         self.mc_batch_size = int(mc_batch_size) if mc_batch_size else self.batch_size * (self.mc_num + 1)
         self.max_gen_toks, self.seed, self.batch_stochastic = int(max_gen_toks), int(seed), bool(batch_stochastic)
         self.add_bos_token = add_bos_token
@@ -273,7 +279,7 @@ class LIFTDiffusionLM(TemplateLM):
                 estimate_elbo(
                     self.model, elbo_requests[first : first + chunk], mc_num=self.mc_num,
                     mask_token_id=self.facts.mask_token_id, pad_token_id=self.pad_token_id,
-                    batch_size=self.mc_batch_size, device=self._device,
+                    batch_size=self.mc_batch_size, device=self._device, estimator=self.mc_estimator,
                 )
             )
         self.stats["likelihood_seconds"] += time.perf_counter() - start
@@ -446,6 +452,7 @@ class LIFTDiffusionLM(TemplateLM):
                 "sampler_configs_used": used,
                 "max_gen_toks": self.max_gen_toks,
                 "mc_num": self.mc_num,
+                "mc_estimator": self.mc_estimator,
                 "likelihood": "Monte-Carlo masked-diffusion ELBO, stratified time grid (trl_lift.likelihood)",
                 "seed": self.seed,
                 "batch_size": self.batch_size,
