@@ -170,6 +170,16 @@ def test_bf16_llada_uses_fp32_rope_tables(llada_checkpoint):
     assert cos.dtype == torch.float32
     plain = load_diffusion_model(llada_checkpoint[0], dtype=torch.bfloat16, rope_fp32=False)
     assert plain.model.rotary_emb(x, torch.arange(3)[None])[0].dtype == torch.bfloat16
+    # End to end the rotation precision shows in bf16 logits (long positions make bf16 angles coarse) ...
+    ids = _ids(3, (1, 64))
+    with torch.no_grad():
+        fp32_rope, bf16_rope = model.eval()(ids).logits, plain.eval()(ids).logits
+    assert not torch.equal(fp32_rope, bf16_rope)
+    # ... and in fp32 the two are the same model.
+    full = load_diffusion_model(llada_checkpoint[0]).eval()
+    full_plain = load_diffusion_model(llada_checkpoint[0], rope_fp32=False).eval()
+    with torch.no_grad():
+        assert torch.equal(full(ids).logits, full_plain(ids).logits)
 
 
 def _minimal_llada():
