@@ -112,7 +112,8 @@ class DiffusionSFTConfig(SFTConfig):
         metadata={
             "help": "Evaluate the loss at this many fixed masking ratios (midpoints of equal cells of [eps, 1]) per "
             "batch and average them, for a low-variance, deterministic evaluation loss. None = one random t per "
-            "sequence. Evaluation masks always come from a generator reset to `eval_seed`."
+            "sequence. Evaluation masks always come from a generator reset to `eval_seed`, and the evaluation loss is "
+            "the vanilla masked-diffusion loss whatever the training method, so that runs compare."
         },
     )
     eval_seed: int = field(
