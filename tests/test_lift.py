@@ -6,6 +6,7 @@ Offline, CPU, seconds: spy scorers with hand-made confidences, tiny LLaDA/Dream-
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -171,6 +172,10 @@ def test_callback_follows_the_spec(approximate):
         seen.update(component)
         assert torch.equal(noised.t, t) and noised.component.tolist() == component
         assert noised.normalization == "batch"
+        if approximate:  # one pass: M is scored in the training forward itself, S selected from it
+            assert scorer.calls == [] and torch.equal(noised.loss_weights > 0, superset)
+            weights, _ = noised.reweight(scorer(noised.input_ids, batch.input_ids.masked_fill(~superset, -100)))
+            noised = replace(noised, loss_weights=weights, reweight=None)
         selected = noised.loss_weights > 0
         # Weights: 1 / t (not 1 / (t + rho)) on S, zero elsewhere.
         assert torch.equal(noised.loss_weights, selected.float() * (1.0 / t)[:, None])
@@ -183,7 +188,10 @@ def test_callback_follows_the_spec(approximate):
         assert torch.equal(noised.input_ids[:, :PROMPT], batch.input_ids[:, :PROMPT])  # prompt never masked
         k = keep_counts(superset.sum(1), t, rho)
         scored = [c != VANILLA for c in component]
-        if any(scored):
+        if approximate:
+            (ids, targets, _), = scorer.calls  # the stand-in for the training pass
+            assert torch.equal(ids, x_sup) and torch.equal(targets != -100, superset)
+        elif any(scored):
             (ids, targets, train_mode), = scorer.calls
             assert torch.equal(ids, x_sup) and train_mode is False
             rows = torch.tensor(scored)[:, None]
@@ -245,8 +253,11 @@ def test_uniform_weighting_and_settings_roundtrip():
                             components="bottom_only", approximate=True, scoring_mode="eval", rho_floor=0.2, seed=3)
     assert LIFTCallback(**callback.state_args()).state_args() == callback.state_args()
     callback.generator.manual_seed(0)
-    noised = callback.noise(_batch(), scorer=SpyScorer(torch.zeros(6, 20)), args=SimpleNamespace(time_epsilon=1e-3, loss_weighting="uniform"))
+    batch = _batch()
+    noised = callback.noise(batch, scorer=SpyScorer(torch.zeros(6, 20)), args=SimpleNamespace(time_epsilon=1e-3, loss_weighting="uniform"))
     assert torch.equal(noised.loss_weights, (noised.loss_weights > 0).float())
+    weights, _ = noised.reweight(SpyScorer(torch.zeros(6, 20))(noised.input_ids, batch.input_ids))
+    assert torch.equal(weights, (weights > 0).float())
     for bad in ({"bands": 1}, {"rho_rule": "x"}, {"policy": "x"}, {"component_scope": "x"}, {"components": "x"},
                 {"scoring_mode": "x"}, {"rho_floor": 1.0}):
         with pytest.raises(ValueError):
@@ -341,10 +352,17 @@ def test_dream_shift_in_the_scoring_pass(checkpoints, tmp_path):
     answer = torch.zeros_like(x0, dtype=torch.bool)
     answer[:, 5:] = True
     batch = DiffusionBatch(x0, torch.ones_like(x0), answer, trainer.facts.mask_token_id)
-    callback = LIFTCallback(bands=2, approximate=True, scoring_mode="eval")  # input = x_sup, every row scored
+    callback = LIFTCallback(bands=2, scoring_mode="eval")  # LIFT-2: every row is scored
     callback.generator.manual_seed(1)
-    noised = callback.noise(batch, scorer=trainer._scorer(model, batch), args=trainer.args)
-    x_sup, selected = noised.input_ids, noised.loss_weights > 0
+    passes = []
+
+    def scorer(ids, targets, **kwargs):  # the trainer's scoring pass, recorded
+        passes.append(ids)
+        return trainer._scorer(model, batch)(ids, targets, **kwargs)
+
+    noised = callback.noise(batch, scorer=scorer, args=trainer.args)
+    (x_sup,) = passes
+    selected = noised.loss_weights > 0
     superset = (x_sup == batch.mask_token_id) & answer
     with torch.no_grad():
         logp = torch.log_softmax(model(input_ids=x_sup).logits.float(), -1)

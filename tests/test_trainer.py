@@ -284,3 +284,20 @@ def test_scorer_restricted_to_rows_matches_the_full_pass(tmp_path, llada_checkpo
     part = score(noised, batch.targets, train_mode=False, rows=rows)
     torch.testing.assert_close(part.log_probs[rows], full.log_probs[rows])
     assert (part.log_probs[~rows] == 0).all() and full.log_probs[~rows].abs().sum() > 0
+
+
+def test_lift_approximate_mode_is_one_pass(tmp_path, llada_checkpoint, llada_tokenizer):
+    def passes_per_step(**lift):
+        model = load_diffusion_model(llada_checkpoint[0])
+        args = _args(tmp_path / str(lift), lift=True, lift_bands=2, max_steps=2, **lift)  # LIFT-2: every row scored
+        trainer = DiffusionSFTTrainer(model, args=args, train_dataset=_dataset(), processing_class=llada_tokenizer)
+        spy = InputSpy(model.model)
+        trainer.train()
+        mask_id = get_diffusion_facts(model).mask_token_id
+        return len(spy.inputs) / 2, [(ids == mask_id).sum().item() for ids in spy.inputs]
+
+    faithful, faithful_masks = passes_per_step()
+    approximate, _ = passes_per_step(lift_approximate=True)
+    assert (faithful, approximate) == (2, 1)  # scoring pass + training pass, vs the training pass alone
+    # The faithful training pass reveals M \ S (fewer masks than its scoring pass on x_sup).
+    assert faithful_masks[1] <= faithful_masks[0] and faithful_masks[3] <= faithful_masks[2]

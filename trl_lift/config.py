@@ -63,8 +63,8 @@ class DiffusionSFTConfig(SFTConfig):
     )
     lift_approximate: bool = field(
         default=False,
-        metadata={"help": "LIFT: skip the reveal; train on the superset input with the loss restricted to the "
-                  "selected tokens (cheaper context, less faithful)."},
+        metadata={"help": "LIFT: one pass, no reveal: train on the superset input, select the kept tokens from that "
+                  "pass's own (detached) log-probs and restrict the loss to them. Cheaper, less faithful."},
     )
     lift_scoring_mode: str = field(
         default="train",

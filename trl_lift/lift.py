@@ -256,10 +256,9 @@ class LIFTCallback(TokenWeightingCallback):
         components: ``"both"`` (default), ``"top_only"`` or ``"bottom_only"``: the disabled
             component's band trains vanilla instead (same masking budget, no selection).
         approximate: ``False`` (default) reveals ``M \\ S`` before the training pass. ``True`` is the
-            no-reveal mode: the training input is ``x_sup`` (all of ``M`` masked), the loss is
-            restricted to ``S``. In this slot the selection still comes from the scoring pass, so it
-            changes the context the model is trained with, not the cost (a truly one-pass version
-            needs the trainer to select ``S`` from its own forward's detached log-probs).
+            one-pass mode: no scoring pass; the training pass runs on ``x_sup`` (all of ``M`` masked),
+            ``S`` is selected from that pass's own detached log-probs (through
+            :attr:`NoisedBatch.reweight`) and the loss is restricted to ``S``. Cheaper, less faithful.
         scoring_mode: ``"train"`` (default, the reference: the live model with dropout on) or
             ``"eval"`` (dropout off) for the scoring pass.
         rho_floor: lower bound of the reference rho rule, in ``[0, 1)``. Default 0.1.
@@ -333,6 +332,18 @@ class LIFTCallback(TokenWeightingCallback):
             generator=gen,
         )  # [b]
         k = keep_counts(superset.sum(1), t, rho)  # [b]
+        weight = time_weights(t, args.loss_weighting)[:, None]  # [b, 1]: 1 / t, not 1 / (t + rho)
+        if self.approximate:
+            # One pass: train on x_sup, score all of M in that same forward, keep S, weight 1 / t.
+            def reweight(scores):
+                confidence = scores.log_probs
+                chosen = select_positions(confidence, superset, k, component, generator=gen)
+                return chosen.float() * weight, selection_metrics(component, superset, chosen, answer, confidence)
+
+            return LIFTNoisedBatch(
+                input_ids=x_sup, loss_weights=superset.float() * weight, t=t, normalization="batch",
+                component=component, reweight=reweight,
+            )
         # 6. Scoring pass (no gradient) when some row selects by confidence; only those rows when
         #    the scorer can run a subset (vanilla rows need no scores: a third of the pass saved).
         scored_rows = (component != VANILLA) & superset.any(1)
@@ -349,12 +360,10 @@ class LIFTCallback(TokenWeightingCallback):
             confidence if confidence is not None else torch.zeros(x0.shape, device=x0.device),
             superset, k, component, generator=gen,
         )  # [b, l]
-        # 7. Reveal M \ S (unless approximate), 8. weight the kept set by 1 / t (t, not t + rho).
-        input_ids = x_sup if self.approximate else apply_mask(x0, selected, batch.mask_token_id)
-        weights = selected.float() * time_weights(t, args.loss_weighting)[:, None]
+        # 7. Reveal M \ S, 8. weight the kept set by 1 / t.
         return LIFTNoisedBatch(
-            input_ids=input_ids,
-            loss_weights=weights,
+            input_ids=apply_mask(x0, selected, batch.mask_token_id),
+            loss_weights=selected.float() * weight,
             t=t,
             normalization="batch",
             metrics=selection_metrics(component, superset, selected, answer, confidence),

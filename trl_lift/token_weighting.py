@@ -56,6 +56,11 @@ class NoisedBatch:
         t: ``[B]`` masking ratio of each sequence (logged by band).
         normalization: default loss normalisation of the method (the config may override it).
         metrics: extra scalars to log, averaged over logging steps.
+        reweight: optional one-pass selection. When set, ``loss_weights`` only marks the candidate
+            positions (those scored in the training pass), and the trainer calls
+            ``reweight(scores)`` with that pass's detached :class:`GoldScores` to get
+            ``(final [B, L] weights, extra metrics)``: a method can select from the very forward
+            it trains on, with no separate scoring pass (LIFT's approximate mode).
     """
 
     input_ids: torch.Tensor
@@ -63,6 +68,7 @@ class NoisedBatch:
     t: torch.Tensor
     normalization: str = "sequence"
     metrics: dict = field(default_factory=dict)
+    reweight: Callable[[GoldScores], tuple[torch.Tensor, dict]] | None = None
 
     @property
     def sequence_groups(self) -> dict[str, torch.Tensor]:

@@ -8,6 +8,7 @@ token-weighting callback), score the gold tokens with TRL's chunked LM head, wei
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 
 import torch
 from trl import SFTTrainer
@@ -193,10 +194,14 @@ class DiffusionSFTTrainer(SFTTrainer):
         return (loss, None) if return_outputs else loss
 
     def _loss(self, model, batch, noised: NoisedBatch, mode, accumulation, num_items_in_batch):
-        in_loss = noised.loss_weights > 0
         # 1. Score only the tokens in the loss (chunked LM head, the family's shift applied).
-        targets = batch.input_ids.masked_fill(~in_loss, -100)
+        targets = batch.input_ids.masked_fill(noised.loss_weights <= 0, -100)
         scores = gold_log_probs(model, noised.input_ids, targets, attention_mask=batch.attention_mask)
+        if noised.reweight is not None:  # one-pass selection from this very forward
+            detached = GoldScores(scores.log_probs.detach(), scores.entropy.detach(), scores.is_top1)
+            weights, extra = noised.reweight(detached)
+            noised = replace(noised, loss_weights=weights, metrics={**noised.metrics, **extra}, reweight=None)
+        in_loss = noised.loss_weights > 0
         # 2. Normalise over the accumulation window, so k micro-batches give the update of one k-times larger batch.
         normalization = self.args.loss_normalization or noised.normalization
         if normalization == "sequence":
