@@ -220,3 +220,15 @@ def test_peft_adapter_unmerged_equals_merged_and_differs_from_base(llada_checkpo
     assert out["peft"][1] == pytest.approx(out["merged"][1], abs=1e-4)
     assert out["peft"][0] != out["base"][0]
     assert abs(out["peft"][1] - out["base"][1]) > 1e-3
+
+
+def test_load_in_4bit(llada_checkpoint):
+    import bitsandbytes as bnb
+
+    lm4 = LIFTDiffusionLM(pretrained=llada_checkpoint[0], dtype="float32", load_in_4bit=True, block_length=8, steps=8,
+                          mc_num=4, max_gen_toks=16)
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in lm4.model.modules())
+    (text,) = lm4.generate_until([gen_request("Question: what is 12", {"until": [], "max_gen_toks": 16})])
+    assert isinstance(text, str)
+    (score,) = lm4.loglikelihood([Instance("loglikelihood", {}, ("Question: what is", " 42"), 0, ("t", 0, 1))])
+    assert score[0] < 0
