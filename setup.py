@@ -8,16 +8,18 @@ finds ``--model lift_dlm`` with no other step (see hooks/_trl_lift_lm_eval.py). 
 """
 
 import os
+import shutil
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.command.editable_wheel import editable_wheel
 
 HOOK_FILES = ("hooks/_trl_lift_lm_eval.py", "hooks/trl_lift_lm_eval.pth")
 TASKS_DIR = "lm_eval_tasks"
 
 
 class build_py_with_hook(build_py):
-    """``build_py`` that also places the hook files at the top of the wheel (regular and editable)."""
+    """``build_py`` that also places the hook files at the top of the wheel."""
 
     def run(self):
         super().run()
@@ -37,4 +39,17 @@ class build_py_with_hook(build_py):
         return mapping
 
 
-setup(cmdclass={"build_py": build_py_with_hook})
+class editable_wheel_with_hook(editable_wheel):
+    """Editable installs (``pip install -e .``) get the hook too, beside setuptools' own editable ``.pth``.
+
+    Uses setuptools' ``_install_namespaces`` step, which receives the wheel's root folder; should a
+    setuptools release drop it, editable installs merely go without the hook (``trl-lift eval`` works).
+    """
+
+    def _install_namespaces(self, installation_dir, pth_prefix):
+        super()._install_namespaces(installation_dir, pth_prefix)
+        for source in HOOK_FILES:
+            shutil.copy(source, os.path.join(installation_dir, os.path.basename(source)))
+
+
+setup(cmdclass={"build_py": build_py_with_hook, "editable_wheel": editable_wheel_with_hook})

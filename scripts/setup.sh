@@ -8,6 +8,5 @@ PY="${PYTHON:-python3}"
 if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install -q "torch==2.13.0"
 fi
-# A regular (not editable) install: it places the lm-eval start-up hook in site-packages, so the stock
-# `lm_eval --model lift_dlm` command works; setuptools editable installs do not ship it.
+# A regular install, as a user's: what is tested is what a wheel ships (the hook, the task folder).
 "$PY" -m pip install -q ".[test]"

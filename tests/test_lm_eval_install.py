@@ -20,9 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-@pytest.fixture(scope="module")
-def venv(tmp_path_factory):
-    root = tmp_path_factory.mktemp("install")
+def install_in_venv(root, *, editable: bool = False):
+    """Install a copy of the project into a fresh venv under ``root`` (seeing the system's packages)."""
     source = root / "src"
     source.mkdir()
     for name in ("pyproject.toml", "setup.py", "README.md"):
@@ -32,8 +31,13 @@ def venv(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(root / "venv")], check=True)
     python = root / "venv" / "bin" / "python"
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
-                    "--no-build-isolation", str(source)], check=True, env=ENV, cwd=root)
+                    "--no-build-isolation", *(["-e"] if editable else []), str(source)], check=True, env=ENV, cwd=root)
     return python
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory):
+    return install_in_venv(tmp_path_factory.mktemp("install"))
 
 
 def site_packages(python) -> Path:
@@ -102,3 +106,13 @@ def test_trl_lift_eval_adds_the_task_folder(tmp_path, monkeypatch, llada_checkpo
     assert proc.returncode == 0, proc.stderr[-3000:]
     (result,) = list((tmp_path / "out").rglob("results_*.json"))
     assert json.loads(result.read_text())["config"]["lift_dlm"]["mc_num"] == 2
+
+
+def test_editable_install_gets_the_hook_too(tmp_path):
+    python = install_in_venv(tmp_path, editable=True)
+    purelib = site_packages(python)
+    assert (purelib / "trl_lift_lm_eval.pth").is_file() and (purelib / "_trl_lift_lm_eval.py").is_file()
+    assert any(path.name.startswith("__editable__") for path in purelib.iterdir())
+    probe = "import lm_eval.models; from lm_eval.api.registry import get_model; print(get_model('lift_dlm').__name__)"
+    out = subprocess.run([str(python), "-c", probe], check=True, capture_output=True, text=True, env=ENV)
+    assert out.stdout.strip() == "LIFTDiffusionLM"
