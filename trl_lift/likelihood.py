@@ -169,11 +169,12 @@ def estimate_elbo(
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}.")
     device = device if device is not None else next(model.parameters()).device
     times = grid_times(mc_num, eps=eps)  # [K]
-    rows = []
+    rows, weights = [], []  # weights: [K] per request, 1 / t_k or C / l_k
     for request in requests:
         if not request.continuation:
             raise ValueError("estimate_elbo needs at least one continuation token per request.")
         counts = stratified_counts(mc_num, len(request.continuation)) if estimator == "count" else None
+        weights.append(1.0 / times.double() if counts is None else len(request.continuation) / counts.double())
         input_ids, targets = noised_copies(
             request.context, request.continuation, times, mask_token_id=mask_token_id, generator=request.generator,
             counts=counts,
@@ -189,11 +190,6 @@ def estimate_elbo(
     results = []
     for r in range(len(requests)):
         block = sums[r * per_request : r * per_request + mc_num]  # [K]
-        if estimator == "count":
-            length = len(requests[r].continuation)
-            weights = length / stratified_counts(mc_num, length).double()  # [K]
-        else:
-            weights = 1.0 / times.double()
-        estimate = (block * weights).mean().item()
+        estimate = (block * weights[r]).mean().item()
         results.append((estimate, bool(top1[r * per_request + mc_num])))
     return results

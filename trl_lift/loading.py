@@ -81,6 +81,13 @@ _LLADA_DEFAULTS = {
 _PASSTHROUGH_NOTE = "dtype, device_map, quantization_config, attn_implementation, revision, token"
 
 
+def _refuse_remote_code(kwargs: dict) -> None:
+    if kwargs.pop("trust_remote_code", False):
+        raise ValueError(
+            "trl_lift loads diffusion LMs natively and never runs remote code; drop trust_remote_code=True."
+        )
+
+
 def _read_config_dict(name_or_path: str, revision=None, token=None, cache_dir=None) -> dict:
     if os.path.isdir(name_or_path):
         path = os.path.join(name_or_path, "config.json")
@@ -235,10 +242,7 @@ def load_diffusion_model(
     Raises:
         ValueError: for a causal model, an unsupported LLaDA variant, or ``trust_remote_code=True``.
     """
-    if from_pretrained_kwargs.pop("trust_remote_code", False):
-        raise ValueError(
-            "trl_lift loads diffusion LMs natively and never runs remote code; drop trust_remote_code=True."
-        )
+    _refuse_remote_code(from_pretrained_kwargs)
     hub = {k: from_pretrained_kwargs.get(k) for k in ("revision", "token", "cache_dir")}
     raw = _read_config_dict(name_or_path, **hub)
     model_type = raw.get("model_type")
@@ -288,13 +292,13 @@ def load_diffusion_tokenizer(name_or_path: str, **from_pretrained_kwargs):
     """Load a diffusion LM's tokenizer without remote code, with its mask token set.
 
     Tries ``AutoTokenizer``; a tokenizer that asks for remote code (Dream's) is loaded from its
-    ``tokenizer.json`` as it is serialised, else with its family's native class. When the tokenizer has no mask token, the model's mask id names it.
+    ``tokenizer.json`` as it is serialised, else with its family's native class. When the tokenizer
+    has no mask token, the model's mask id names it.
 
     Raises:
         ValueError: for ``trust_remote_code=True``, or a remote-code tokenizer of an unknown family.
     """
-    if from_pretrained_kwargs.pop("trust_remote_code", False):
-        raise ValueError("trl_lift never runs remote code; drop trust_remote_code=True.")
+    _refuse_remote_code(from_pretrained_kwargs)
     hub = {k: from_pretrained_kwargs.get(k) for k in ("revision", "token", "cache_dir")}
     raw = _read_config_dict(name_or_path, **hub)
     family = raw.get("diffusion_family") or MODEL_TYPE_TO_FAMILY.get(raw.get("model_type"))

@@ -131,7 +131,7 @@ class DiffusionSFTTrainer(SFTTrainer):
                     "Use TRL's collator (right padding) or set supervise_padding=False."
                 )
             # LLaDA's recipe: trailing padding is EOS content the model attends to and learns to produce.
-            input_ids = input_ids.masked_fill(attention_mask == 0, self.facts.eos_token_id)
+            input_ids = input_ids.masked_fill(padding, self.facts.eos_token_id)
             attention_mask = torch.ones_like(attention_mask)
         return DiffusionBatch(input_ids, attention_mask, answer, self.facts.mask_token_id, padding_mask=padding)
 
