@@ -28,8 +28,12 @@ def install_in_venv(root, *, editable: bool = False):
         shutil.copy(ROOT / name, source / name)
     for name in ("hooks", "trl_lift"):
         shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(root / "venv")], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
     python = root / "venv" / "bin" / "python"
+    # See this interpreter's packages (torch, lm-eval, ...) whether it is a venv or not: a path file lists its
+    # site folders (lines of a path file are added to sys.path; the path files inside them are not run).
+    parent = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    (site_packages(python) / "parent_env.pth").write_text("\n".join(sorted(parent)) + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
                     "--no-build-isolation", *(["-e"] if editable else []), str(source)], check=True, env=ENV, cwd=root)
     return python
@@ -75,8 +79,8 @@ def test_python_m_lm_eval_with_lora_adapter(venv, tmp_path, llada_checkpoint, ad
 
 
 def test_stock_lm_eval_script_on_dream(venv, tmp_path, dream_checkpoint):
-    script = shutil.which("lm_eval")
-    assert script, "lm-eval's console script is not on PATH"
+    script = shutil.which("lm_eval", path=str(Path(sys.executable).parent)) or shutil.which("lm_eval")
+    assert script, "lm-eval's console script is not installed beside this interpreter nor on PATH"
     args = f"pretrained={dream_checkpoint[0]},block_length=8,steps=8,mc_num=2,dtype=float32"
     results = run_lm_eval([str(venv), script], tmp_path, args, "tiny_mc")  # the script, run by the venv's Python
     assert results["config"]["lift_dlm"]["family"] == "dream"
