@@ -37,9 +37,9 @@ import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 
 from trl_lift import DiffusionSFTConfig, DiffusionSFTTrainer, load_diffusion_model  # noqa: E402
-from trl_lift.lift import LIFTCallback  # noqa: E402
+from trl_lift import LIFTCallback  # noqa: E402
 from trl_lift.testing import make_tiny_llada, make_tiny_tokenizer  # noqa: E402
-from trl_lift.token_weighting import TokenWeightingCallback, VanillaMasking  # noqa: E402
+from trl_lift import TokenWeightingCallback, VanillaMasking  # noqa: E402
 
 
 def _parse(argv=None):
@@ -189,7 +189,7 @@ def main(argv=None):
     result = {
         "device": torch.cuda.get_device_name() if a.device == "cuda" else f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores)",
         "params": n_params, "batch": [a.batch_size, a.seq_len], "dtype": a.dtype,
-        "gradient_checkpointing": args.gradient_checkpointing, "lift": methods["lift"].state_args(),
+        "gradient_checkpointing": args.gradient_checkpointing, "lift": methods["lift"].state()["args"],
         "median_step_s": median, "peak_memory_mb": {k: v / 2**20 for k, v in peak.items()},
         "time_ratio": median["lift"] / median["vanilla"],
         "total_time_ratio": sum(times["lift"]) / sum(times["vanilla"]),

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from transformers import LlamaForCausalLM  # noqa: E402
 
-from trl_lift.sampling import DiffusionGenerationConfig, diffusion_generate  # noqa: E402
+from trl_lift import DiffusionGenerationConfig, diffusion_generate  # noqa: E402
 from trl_lift.testing import make_tiny_tokenizer, sharpen_weights, tiny_llama_config  # noqa: E402
 
 MODES = {

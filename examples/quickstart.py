@@ -16,7 +16,7 @@ import torch
 from datasets import Dataset
 
 from trl_lift import DiffusionSFTConfig, DiffusionSFTTrainer, load_diffusion_model
-from trl_lift.sampling import DiffusionGenerationConfig, diffusion_generate
+from trl_lift import DiffusionGenerationConfig, diffusion_generate
 from trl_lift.testing import make_tiny_llada, make_tiny_tokenizer
 from transformers import AutoTokenizer
 

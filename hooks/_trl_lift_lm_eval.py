@@ -3,26 +3,23 @@
 lm-eval 0.4.13 discovers no model plugins: it registers its own models when ``lm_eval.models`` is
 imported. ``trl_lift_lm_eval.pth`` (installed next to this module in site-packages) imports this module
 at interpreter start-up; it only adds a meta-path finder that waits for ``lm_eval.models`` and, right
-after that module runs, registers ``lift_dlm`` as a lazy ``"module:Class"`` entry (trl_lift itself is
-imported only when the model is used). It imports nothing beyond ``sys`` at start-up, and never raises.
+after that module runs, calls :func:`trl_lift.evaluation.lm_eval_registry.register` (a lazy
+``"module:Class"`` entry: trl-lift's model code is imported only when the model is used). It imports
+nothing beyond ``sys`` at start-up, and never raises.
 """
 
 import sys
 
 _WATCHED = "lm_eval.models"
-ALIAS = "lift_dlm"
-TARGET = "trl_lift.lm_eval_model:LIFTDiffusionLM"
 
 
 def register() -> bool:
-    """Add ``lift_dlm`` to lm-eval's model registry (idempotent). Returns whether it is registered."""
+    """Register ``lift_dlm`` through trl-lift's one registration path. Returns whether it is registered."""
     try:
-        from lm_eval.api.registry import model_registry
+        from trl_lift.evaluation.lm_eval_registry import register as register_lift_dlm
 
-        if ALIAS not in model_registry:
-            model_registry.register(ALIAS, target=TARGET)
-        return True
-    except Exception:  # an lm-eval without this registry API, or a frozen registry: leave lm-eval alone
+        return register_lift_dlm()
+    except Exception:  # trl_lift missing or broken: leave lm-eval alone
         return False
 
 

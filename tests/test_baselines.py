@@ -1,9 +1,8 @@
-"""GIFT and CART (trl_lift.baselines): hand-computed probabilities and weights, the callbacks, training."""
+"""GIFT and CART (trl_lift.methods): hand-computed probabilities, weights and losses, the methods, training."""
 
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,12 +13,12 @@ from datasets import Dataset  # noqa: E402
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from trl_lift import DiffusionSFTConfig, DiffusionSFTTrainer, load_diffusion_model  # noqa: E402
-from trl_lift.baselines import CARTWeighting, GIFTMasking, cart_kernel, cart_weights, gift_masking_probs  # noqa: E402
-from trl_lift.losses import GoldScores  # noqa: E402
-from trl_lift.masking import mask_positions, sample_times  # noqa: E402
-from trl_lift.token_weighting import DiffusionBatch  # noqa: E402
+from trl_lift.methods.cart import CARTWeighting, cart_kernel, cart_weights  # noqa: E402
+from trl_lift.methods.gift import GIFTMasking, gift_masking_probs  # noqa: E402
+from trl_lift.diffusion.masking import mask_positions, sample_times  # noqa: E402
+from trl_lift.diffusion.scoring import GoldScores, gold_log_probs  # noqa: E402
+from trl_lift.methods import DiffusionBatch  # noqa: E402
 
-ARGS = SimpleNamespace(time_epsilon=1e-3, loss_weighting="inverse_t")
 MASK_ID = 99
 
 
@@ -38,15 +37,11 @@ def test_gift_probabilities_by_hand():
     torch.testing.assert_close(probs, torch.tensor([[1 - 0.8**1.5, 1 - 0.8**0.5]]), atol=1e-7, rtol=0)
 
 
-class EntropyScorer:
-    def __init__(self, entropy):
-        self.entropy, self.calls = entropy, []
-
-    def __call__(self, ids, targets, *, train_mode=True):
-        self.calls.append((ids.clone(), targets.clone(), train_mode))
-        valid = targets != -100
-        zero = torch.zeros_like(self.entropy)
-        return GoldScores(zero, torch.where(valid, self.entropy, zero), valid & False)
+def _entropy_scores(plan, entropy):
+    """What the trainer hands GIFT's ``finish``: ``entropy`` at the scored targets."""
+    valid = plan.score_targets != -100
+    zero = torch.zeros_like(entropy)
+    return GoldScores(zero, torch.where(valid, entropy, zero), valid & False)
 
 
 def _padded_batch():
@@ -60,18 +55,17 @@ def _padded_batch():
     return DiffusionBatch(x0, attention, answer, MASK_ID)
 
 
-def test_gift_callback():
+def test_gift_method():
     batch = _padded_batch()
     entropy = torch.rand(batch.input_ids.shape, generator=torch.Generator().manual_seed(0)) * 4
-    callback = GIFTMasking()
-    callback.generator.manual_seed(0)  # t = 0.50, 0.77
-    state = callback.generator.get_state()
-    scorer = EntropyScorer(entropy)
-    noised = callback.noise(batch, scorer=scorer, args=ARGS)
-    (ids, targets, train_mode), = scorer.calls
+    method = GIFTMasking()
+    method.generator.manual_seed(0)  # t = 0.50, 0.77
+    state = method.generator.get_state()
+    plan = method.plan(batch)
     # The scoring pass sees the whole answer masked, the prompt intact; targets exclude padding.
-    assert torch.equal(ids == MASK_ID, batch.answer_mask) and train_mode is True
-    assert torch.equal(targets != -100, batch.answer_mask)
+    assert torch.equal(plan.input_ids == MASK_ID, batch.answer_mask) and plan.train_mode is True
+    assert torch.equal(plan.score_targets != -100, batch.answer_mask) and not plan.one_pass
+    noised = method.finish(plan, _entropy_scores(plan, entropy))
     replay = torch.Generator()
     replay.set_state(state)
     t = sample_times(2, eps=1e-3, generator=replay)
@@ -86,17 +80,16 @@ def test_gift_callback():
 def test_gift_excludes_supervised_padding_given_padding_mask():
     batch = _padded_batch()
     padding = batch.attention_mask == 0
-    supervised = DiffusionBatch(batch.input_ids, torch.ones_like(batch.attention_mask), batch.answer_mask | padding, MASK_ID)
-    supervised.padding_mask = padding  # what the trainer would pass (see the report)
-    scorer = EntropyScorer(torch.ones(2, 10))
-    callback = GIFTMasking(scoring_mode="eval")
-    callback.generator.manual_seed(0)
+    supervised = DiffusionBatch(batch.input_ids, torch.ones_like(batch.attention_mask), batch.answer_mask | padding,
+                                MASK_ID, padding_mask=padding)  # what the trainer passes
+    method = GIFTMasking(scoring_mode="eval")
+    method.generator.manual_seed(0)
     for _ in range(10):
-        noised = callback.noise(supervised, scorer=scorer, args=ARGS)
+        plan = method.plan(supervised)
+        assert torch.equal(plan.input_ids == MASK_ID, batch.answer_mask) and plan.train_mode is False  # not padding
+        assert torch.equal(plan.score_targets != -100, batch.answer_mask)  # entropies of content only
+        noised = method.finish(plan, _entropy_scores(plan, torch.ones(2, 10)))
         assert not (noised.loss_weights[padding] > 0).any() and not (noised.input_ids[padding] == MASK_ID).any()
-    ids, targets, train_mode = scorer.calls[0]
-    assert torch.equal(ids == MASK_ID, batch.answer_mask) and train_mode is False  # whole answer, not padding
-    assert torch.equal(targets != -100, batch.answer_mask)  # entropies of content only
 
 
 # ---- CART ----------------------------------------------------------------------------------------
@@ -117,22 +110,26 @@ def test_cart_weights_by_hand():
         cart_weights(masked, context, p=0.0)
 
 
-@pytest.mark.parametrize("inverse_t", [False, True])
-def test_cart_callback(inverse_t):
+@pytest.mark.parametrize("variant", ["lift_reference", "dream"])
+def test_cart_method(variant):
     batch = _padded_batch()
-    callback = CARTWeighting(inverse_t=inverse_t)
-    callback.generator.manual_seed(5)
+    method = CARTWeighting(variant=variant)
+    method.generator.manual_seed(5)
     replay = torch.Generator()
-    replay.set_state(callback.generator.get_state())
-    noised = callback.noise(batch, scorer=None, args=ARGS)
+    replay.set_state(method.generator.get_state())
+    plan = method.plan(batch)
+    assert plan.score_targets is None  # CART needs no scoring pass
+    noised = method.finish(plan, None)
     t = sample_times(2, eps=1e-3, generator=replay)
     masked = mask_positions(batch.answer_mask, t, generator=replay)
     assert torch.equal(noised.input_ids == MASK_ID, masked) and masked.any()
     context = (batch.attention_mask == 1) & ~masked  # prompt included, hidden padding not
-    expected = cart_weights(masked, context, p=0.1) * ((1 / t)[:, None] if inverse_t else 1.0)
+    expected = cart_weights(masked, context, p=0.1) * ((1 / t)[:, None] if variant == "lift_reference" else 1.0)
     torch.testing.assert_close(noised.loss_weights, expected, atol=0, rtol=0)
-    assert noised.normalization == "sequence"
-    assert CARTWeighting(**callback.state_args()).state_args() == callback.state_args()
+    assert noised.normalization == {"lift_reference": "micro_batch", "dream": "masked"}[variant]
+    assert CARTWeighting(**method.state()["args"]).state()["args"] == method.state()["args"]
+    with pytest.raises(ValueError, match="variant"):
+        CARTWeighting(variant="x")
 
 
 # ---- training by one setting ---------------------------------------------------------------------
@@ -156,3 +153,37 @@ def test_baseline_trains_by_one_setting(checkpoints, tmp_path, family, method):
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 2 and losses[1] < losses[0]
     assert f"{method}_{'entropy' if method == 'gift' else 'weight'}" in trainer.state.log_history[0]
+
+
+@pytest.mark.parametrize("variant", ["lift_reference", "dream"])
+def test_cart_loss_by_hand(checkpoints, tmp_path, variant):
+    """The trainer's CART loss: sum w_i CE_i / t over the answer tokens (LIFT reference), or sum w_i CE_i over the
+    masked tokens (Dream's trainer)."""
+    path = checkpoints["llada"]
+    rows = [{"prompt": f"Question: what is {i} plus {i}?", "completion": f" Answer: {2 * i}." + " x" * i} for i in range(4)]
+    args = DiffusionSFTConfig(output_dir=str(tmp_path), token_weighting="cart", cart_variant=variant, max_steps=1,
+                              per_device_train_batch_size=4, report_to=[], save_strategy="no", disable_tqdm=True)
+    trainer = DiffusionSFTTrainer(load_diffusion_model(path), args=args, train_dataset=Dataset.from_list(rows),
+                                  processing_class=PreTrainedTokenizerFast.from_pretrained(path))
+    inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    model, method = trainer.model.train(), trainer.token_weighting  # a training step (the tiny model has no dropout)
+    method.generator.manual_seed(3)
+    replay = torch.Generator()
+    replay.set_state(method.generator.get_state())
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, inputs)
+    # By hand, from the same draws.
+    padding = inputs["attention_mask"] == 0
+    answer = (inputs["labels"] != -100) | padding  # LLaDA: padding supervised, filled with EOS, attended
+    x0 = inputs["input_ids"].masked_fill(padding, trainer.facts.eos_token_id)
+    t = sample_times(4, eps=1e-3, generator=replay)
+    masked = mask_positions(answer, t, generator=replay)
+    weights = cart_weights(masked, ~masked, p=0.1)
+    noised = x0.masked_fill(masked, trainer.facts.mask_token_id)
+    with torch.no_grad():
+        ce = -gold_log_probs(model, noised, x0.masked_fill(~masked, -100)).log_probs
+    if variant == "lift_reference":
+        expected = (weights * ce / t[:, None]).sum() / answer.sum()
+    else:
+        expected = (weights * ce).sum() / masked.sum()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-7)

@@ -6,15 +6,13 @@ Offline, CPU, seconds: spy scorers with hand-made confidences, tiny LLaDA/Dream-
 from __future__ import annotations
 
 import os
-from dataclasses import replace
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from trl_lift.lift import (  # noqa: E402
+from trl_lift.methods.lift import (  # noqa: E402
     BOTTOM,
     TOP,
     VANILLA,
@@ -25,11 +23,10 @@ from trl_lift.lift import (  # noqa: E402
     keep_counts,
     select_positions,
 )
-from trl_lift.losses import GoldScores  # noqa: E402
-from trl_lift.masking import apply_mask, mask_positions, sample_times  # noqa: E402
-from trl_lift.token_weighting import DiffusionBatch  # noqa: E402
+from trl_lift.diffusion.scoring import GoldScores  # noqa: E402
+from trl_lift.diffusion.masking import apply_mask, mask_positions, sample_times  # noqa: E402
+from trl_lift.methods import DiffusionBatch  # noqa: E402
 
-ARGS = SimpleNamespace(time_epsilon=1e-3, loss_weighting="inverse_t")
 MASK_ID = 99
 PROMPT = 4
 
@@ -124,17 +121,19 @@ def test_random_policy_ignores_t():
     assert torch.equal(again, expected)
 
 
-# ---- the callback on hand-made batches, with a spy scorer ----------------------------------------
-class SpyScorer:
-    """Returns a fixed confidence table where targets are given; records every call."""
+# ---- the method on hand-made batches: the trainer's side of the protocol played by a table ----------
+def _scores(plan, table):
+    """What the trainer hands ``finish``: ``table`` at the scored targets (unscored rows read zeros)."""
+    valid = plan.score_targets != -100
+    if plan.score_rows is not None and not plan.one_pass:
+        valid = valid & plan.score_rows[:, None]
+    return GoldScores(torch.where(valid, table, 0.0), torch.zeros_like(table), valid & False)
 
-    def __init__(self, table):
-        self.table, self.calls = table, []
 
-    def __call__(self, ids, targets, *, train_mode=True):
-        self.calls.append((ids.clone(), targets.clone(), train_mode))
-        valid = targets != -100
-        return GoldScores(torch.where(valid, self.table, 0.0), torch.zeros_like(self.table), valid & False)
+def _run(method, batch, table):
+    """Plan, score from ``table`` where the plan asks, finish: ``(plan, noised batch)``."""
+    plan = method.plan(batch)
+    return plan, method.finish(plan, None if plan.score_targets is None else _scores(plan, table))
 
 
 def _batch(b=6, length=20):
@@ -147,8 +146,8 @@ def _batch(b=6, length=20):
 def _replay(callback, state, batch):
     gen = torch.Generator()
     gen.set_state(state)
-    t = sample_times(batch.input_ids.size(0), eps=ARGS.time_epsilon, generator=gen)
-    rho = extra_ratios(t, eps=ARGS.time_epsilon, rule=callback.rho_rule, floor=callback.rho_floor, generator=gen)
+    t = sample_times(batch.input_ids.size(0), eps=callback.time_epsilon, generator=gen)
+    rho = extra_ratios(t, eps=callback.time_epsilon, rule=callback.rho_rule, floor=callback.rho_floor, generator=gen)
     return t, rho, mask_positions(batch.answer_mask, t + rho, generator=gen)
 
 
@@ -164,40 +163,37 @@ def test_callback_follows_the_spec(approximate):
     callback.generator.manual_seed(11)
     seen = set()
     for _ in range(25):
-        scorer = SpyScorer(table)
         t, rho, superset = _replay(callback, callback.generator.get_state(), batch)
-        noised = callback.noise(batch, scorer=scorer, args=ARGS)
+        plan, noised = _run(callback, batch, table)
         x_sup = apply_mask(batch.input_ids, superset, MASK_ID)
         component = _expected_component(t)
         seen.update(component)
-        assert torch.equal(noised.t, t) and noised.component.tolist() == component
-        assert noised.normalization == "batch"
-        if approximate:  # one pass: M is scored in the training forward itself, S selected from it
-            assert scorer.calls == [] and torch.equal(noised.loss_weights > 0, superset)
-            weights, _ = noised.reweight(scorer(noised.input_ids, batch.input_ids.masked_fill(~superset, -100)))
-            noised = replace(noised, loss_weights=weights, reweight=None)
+        scored = torch.tensor([c != VANILLA for c in component]) & superset.any(1)
+        assert torch.equal(noised.t, t) and torch.equal(plan.t, t)
+        assert noised.groups["lift_top"].tolist() == [c == TOP for c in component]
+        assert noised.groups["lift_bottom"].tolist() == [c == BOTTOM for c in component]
+        assert noised.normalization == "micro_batch" and torch.equal(plan.score_rows, scored)
         selected = noised.loss_weights > 0
         # Weights: 1 / t (not 1 / (t + rho)) on S, zero elsewhere.
         assert torch.equal(noised.loss_weights, selected.float() * (1.0 / t)[:, None])
         assert not (selected & ~superset).any()
-        if approximate:
-            assert torch.equal(noised.input_ids, x_sup)
+        if approximate:  # one pass, no separate scoring: the training pass scores M (scored rows) and S (vanilla)
+            assert plan.one_pass and plan.score_targets is not None
+            assert torch.equal(plan.score_targets != -100, (superset & scored[:, None]) | (selected & ~scored[:, None]))
+            # Top-K / Bottom-K rows train on x_sup; vanilla rows reveal M \ S, as in the reference.
+            revealed = apply_mask(batch.input_ids, selected, MASK_ID)
+            assert torch.equal(noised.input_ids, torch.where(scored[:, None], x_sup, revealed))
+            assert torch.equal(plan.input_ids, noised.input_ids)
         else:  # only S stays masked; M \ S carries its gold token again
+            assert not plan.one_pass and plan.train_mode is False and torch.equal(plan.input_ids, x_sup)
+            if scored.any():
+                assert torch.equal(plan.score_targets != -100, superset & scored[:, None])
+            else:
+                assert plan.score_targets is None
             assert torch.equal(noised.input_ids == MASK_ID, selected)
             assert torch.equal(noised.input_ids, apply_mask(batch.input_ids, selected, MASK_ID))
         assert torch.equal(noised.input_ids[:, :PROMPT], batch.input_ids[:, :PROMPT])  # prompt never masked
         k = keep_counts(superset.sum(1), t, rho)
-        scored = [c != VANILLA for c in component]
-        if approximate:
-            (ids, targets, _), = scorer.calls  # the stand-in for the training pass
-            assert torch.equal(ids, x_sup) and torch.equal(targets != -100, superset)
-        elif any(scored):
-            (ids, targets, train_mode), = scorer.calls
-            assert torch.equal(ids, x_sup) and train_mode is False
-            rows = torch.tensor(scored)[:, None]
-            assert torch.equal(targets != -100, superset & rows)
-        else:
-            assert scorer.calls == []
         for row, code in enumerate(component):
             m = superset[row].nonzero().flatten().tolist()
             chosen = selected[row].nonzero().flatten().tolist()
@@ -209,58 +205,39 @@ def test_callback_follows_the_spec(approximate):
     assert seen == {BOTTOM, VANILLA, TOP}
 
 
-class RowSpyScorer(SpyScorer):
-    """A scorer that can run a subset of the rows (zeros elsewhere)."""
-
-    def __call__(self, ids, targets, *, train_mode=True, rows=None):
-        keep = torch.ones(ids.size(0), dtype=torch.bool) if rows is None else rows
-        scores = super().__call__(ids, targets.masked_fill(~keep[:, None], -100), train_mode=train_mode)
-        self.calls[-1] = rows
-        return scores
-
-
-def test_scorer_with_rows_scores_only_top_and_bottom_rows():
+def test_approximate_mode_draws_what_the_exact_mode_draws():
+    """Same generator, same batch: t, rho, M, the components and the vanilla rows' subsets agree."""
     batch = _batch()
     table = torch.randn(batch.input_ids.shape, generator=torch.Generator().manual_seed(5))
-    plain, subset = LIFTCallback(), LIFTCallback()
-    plain.generator.manual_seed(2)
-    subset.generator.manual_seed(2)
-    partial = 0
-    for _ in range(12):
-        spy = RowSpyScorer(table)
-        expected = plain.noise(batch, scorer=SpyScorer(table), args=ARGS)
-        got = subset.noise(batch, scorer=spy, args=ARGS)
-        assert torch.equal(got.input_ids, expected.input_ids) and torch.equal(got.loss_weights, expected.loss_weights)
-        scored = got.component != VANILLA
-        if scored.any() and not scored.all():
-            (rows,) = spy.calls
-            assert torch.equal(rows, scored)
-            partial += 1
-    assert partial > 0
+    exact, approximate = LIFTCallback(), LIFTCallback(approximate=True)
+    exact.generator.manual_seed(3)
+    approximate.generator.manual_seed(3)
+    for _ in range(10):
+        (plan_e, noised_e), (plan_a, noised_a) = _run(exact, batch, table), _run(approximate, batch, table)
+        assert torch.equal(plan_e.state["superset"], plan_a.state["superset"])
+        vanilla = plan_e.state["component"] == VANILLA
+        assert torch.equal(noised_e.loss_weights[vanilla], noised_a.loss_weights[vanilla])
+        assert torch.equal(noised_e.input_ids[vanilla], noised_a.input_ids[vanilla])
 
 
 def test_scoring_mode_train_is_the_default():
-    batch = _batch(b=1)
-    scorer = SpyScorer(torch.zeros(batch.input_ids.shape))
     callback = LIFTCallback(bands=2)  # LIFT-2: every row is Top-K or Bottom-K
     callback.generator.manual_seed(0)
-    callback.noise(batch, scorer=scorer, args=ARGS)
-    assert [c[2] for c in scorer.calls] == [True]
+    assert callback.plan(_batch(b=1)).train_mode is True
 
 
 def test_uniform_weighting_and_settings_roundtrip():
     callback = LIFTCallback(bands=2, rho_rule="paper", component_scope="batch", policy="reversed",
-                            components="bottom_only", approximate=True, scoring_mode="eval", rho_floor=0.2, seed=3)
-    assert LIFTCallback(**callback.state_args()).state_args() == callback.state_args()
+                            components="bottom_only", approximate=True, scoring_mode="eval", rho_floor=0.2, seed=3,
+                            loss_weighting="uniform")
+    assert LIFTCallback(**callback.state()["args"]).state()["args"] == callback.state()["args"]
     callback.generator.manual_seed(0)
-    batch = _batch()
-    noised = callback.noise(batch, scorer=SpyScorer(torch.zeros(6, 20)), args=SimpleNamespace(time_epsilon=1e-3, loss_weighting="uniform"))
+    _, noised = _run(callback, _batch(), torch.zeros(6, 20))
     assert torch.equal(noised.loss_weights, (noised.loss_weights > 0).float())
-    weights, _ = noised.reweight(SpyScorer(torch.zeros(6, 20))(noised.input_ids, batch.input_ids))
-    assert torch.equal(weights, (weights > 0).float())
-    for bad in ({"bands": 1}, {"rho_rule": "x"}, {"policy": "x"}, {"component_scope": "x"}, {"components": "x"},
-                {"scoring_mode": "x"}, {"rho_floor": 1.0}):
-        with pytest.raises(ValueError):
+    for bad in ({"bands": 1}, {"bands": 11}, {"bands": 2.5}, {"rho_rule": "x"}, {"policy": "x"},
+                {"component_scope": "x"}, {"components": "x"}, {"scoring_mode": "x"}, {"rho_floor": 1.0},
+                {"time_epsilon": 1.0}, {"loss_weighting": "x"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
             LIFTCallback(**bad)
 
 
@@ -315,7 +292,7 @@ def test_lift_config_trains_and_loss_falls(checkpoints, tmp_path, family):
     [LIFTCallback(bands=2), LIFTCallback(policy="random"), LIFTCallback(policy="reversed"),
      LIFTCallback(components="top_only"), LIFTCallback(components="bottom_only"), LIFTCallback(approximate=True),
      LIFTCallback(component_scope="batch"), LIFTCallback(rho_rule="paper"), LIFTCallback(scoring_mode="eval")],
-    ids=lambda c: "-".join(f"{k}={v}" for k, v in c.state_args().items() if k != "seed" and v != LIFTCallback().state_args()[k]),
+    ids=lambda c: "-".join(f"{k}={v}" for k, v in c.state()["args"].items() if v != LIFTCallback().state()["args"][k]),
 )
 def test_every_control_runs_by_one_setting(checkpoints, tmp_path, callback):
     trainer = _trainer(checkpoints["llada"], tmp_path, steps=2, callbacks=[callback])
@@ -325,7 +302,7 @@ def test_every_control_runs_by_one_setting(checkpoints, tmp_path, callback):
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
 
 
-def test_batch_normalisation_counts_answer_and_padding(checkpoints, tmp_path):
+def test_micro_batch_normalisation_counts_answer_and_padding(checkpoints, tmp_path):
     trainer = _trainer(checkpoints["llada"], tmp_path, steps=1, lift=True)  # LLaDA: padding supervised
     inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     assert (inputs["attention_mask"] == 0).any()  # the batch has padding
@@ -335,35 +312,57 @@ def test_batch_normalisation_counts_answer_and_padding(checkpoints, tmp_path):
     state = callback.generator.get_state()
     loss = trainer.compute_loss(model, inputs)
     callback.generator.set_state(state)
-    batch = trainer._diffusion_batch(inputs)
-    noised = callback.noise(batch, scorer=trainer._scorer(model, batch), args=trainer.args)
+    noised, _ = trainer._training_step_noise(model, trainer._diffusion_batch(inputs))
     in_loss = noised.loss_weights > 0
     assert not (in_loss & ~answer).any() and in_loss.any()
     with torch.no_grad():
-        logp = gold_log_probs(model, noised.input_ids, batch.input_ids.masked_fill(~in_loss, -100)).log_probs
+        ids = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, trainer.facts.eos_token_id)
+        logp = gold_log_probs(model, noised.input_ids, ids.masked_fill(~in_loss, -100)).log_probs
     expected = (-logp * in_loss / noised.t[:, None]).sum() / answer.sum()
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+def _random_batch(trainer, rows):
+    """``rows`` random sequences of 24 tokens, the last 19 the answer, for the trainer's model."""
+    x0 = torch.randint(0, 300, (rows, 24), generator=torch.Generator().manual_seed(0))
+    answer = torch.zeros_like(x0, dtype=torch.bool)
+    answer[:, 5:] = True
+    return DiffusionBatch(x0, torch.ones_like(x0), answer, trainer.facts.mask_token_id)
+
+
+def test_trainer_scores_only_the_rows_the_plan_names(checkpoints, tmp_path):
+    trainer = _trainer(checkpoints["llada"], tmp_path, steps=1)
+    model = trainer.model.eval()
+    batch = _random_batch(trainer, 4)
+    callback = LIFTCallback(scoring_mode="eval")
+    callback.generator.manual_seed(0)
+    partial = 0
+    for _ in range(12):
+        plan = callback.plan(batch)
+        if plan.score_targets is None:
+            continue
+        got = trainer._scoring_pass(model, batch, plan)
+        with torch.no_grad():
+            full = gold_log_probs(model, plan.input_ids, plan.score_targets).log_probs
+        rows = plan.score_rows
+        torch.testing.assert_close(got.log_probs[rows], full[rows], rtol=1e-5, atol=1e-6)
+        assert (got.log_probs[~rows] == 0).all()
+        partial += int(not rows.all())
+    assert partial > 0
 
 
 def test_dream_shift_in_the_scoring_pass(checkpoints, tmp_path):
     trainer = _trainer(checkpoints["dream"], tmp_path, steps=1)
     model = trainer.model.eval()
-    x0 = torch.randint(0, 300, (3, 24), generator=torch.Generator().manual_seed(0))
-    answer = torch.zeros_like(x0, dtype=torch.bool)
-    answer[:, 5:] = True
-    batch = DiffusionBatch(x0, torch.ones_like(x0), answer, trainer.facts.mask_token_id)
+    batch = _random_batch(trainer, 3)
+    x0 = batch.input_ids
     callback = LIFTCallback(bands=2, scoring_mode="eval")  # LIFT-2: every row is scored
     callback.generator.manual_seed(1)
-    passes = []
-
-    def scorer(ids, targets, **kwargs):  # the trainer's scoring pass, recorded
-        passes.append(ids)
-        return trainer._scorer(model, batch)(ids, targets, **kwargs)
-
-    noised = callback.noise(batch, scorer=scorer, args=trainer.args)
-    (x_sup,) = passes
+    plan = callback.plan(batch)
+    noised = callback.finish(plan, trainer._scoring_pass(model, batch, plan))
+    x_sup, component = plan.input_ids, plan.state["component"]
     selected = noised.loss_weights > 0
-    superset = (x_sup == batch.mask_token_id) & answer
+    superset = (x_sup == batch.mask_token_id) & batch.answer_mask
     with torch.no_grad():
         logp = torch.log_softmax(model(input_ids=x_sup).logits.float(), -1)
     gold = lambda lp: lp.gather(-1, x0.unsqueeze(-1)).squeeze(-1)  # noqa: E731
@@ -371,8 +370,8 @@ def test_dream_shift_in_the_scoring_pass(checkpoints, tmp_path):
     shifted = torch.cat([torch.zeros(3, 1), logp[:, :-1].gather(-1, x0[:, 1:].unsqueeze(-1)).squeeze(-1)], 1)
     unshifted = gold(logp)
     k = selected.sum(1)
-    assert torch.equal(selected, select_positions(shifted, superset, k, noised.component))
-    assert not torch.equal(selected, select_positions(unshifted, superset, k, noised.component))
+    assert torch.equal(selected, select_positions(shifted, superset, k, component))
+    assert not torch.equal(selected, select_positions(unshifted, superset, k, component))
 
 
 def test_resume_reproduces_the_uninterrupted_run(checkpoints, tmp_path):
@@ -382,7 +381,7 @@ def test_resume_reproduces_the_uninterrupted_run(checkpoints, tmp_path):
     full.train()  # uninterrupted, leaving a checkpoint after step 2
     resumed = _trainer(checkpoints["llada"], tmp_path / "again", steps=4, callbacks=[LIFTCallback()])
     resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
-    assert resumed.token_weighting.state_args() == LIFTCallback(**settings).state_args()  # settings restored
+    assert resumed.token_weighting.state()["args"] == LIFTCallback(**settings).state()["args"]  # settings restored
     history = lambda tr, key: [h[key] for h in tr.state.log_history if key in h and "train_runtime" not in h]  # noqa: E731
     assert len(history(resumed, "loss")) == 4  # two restored from the checkpoint, two trained again
     for key in ("loss", "mask_ratio", "lift_superset_ratio", "lift_share_top"):

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from trl_lift.likelihood import ELBORequest, estimate_elbo, noised_copies, stratified_counts
-from trl_lift.loading import load_diffusion_model
-from trl_lift.losses import gold_log_probs
+from trl_lift.evaluation.likelihood import ELBORequest, estimate_elbo, noised_copies, stratified_counts
+from trl_lift.models.loading import load_diffusion_model
+from trl_lift.diffusion.scoring import gold_log_probs
 
 
 def exact_elbo(model, context, continuation, mask_id):

@@ -10,7 +10,9 @@ from lm_eval.api.instance import Instance
 
 import lm_eval
 from lm_eval.tasks import TaskManager
-from trl_lift.lm_eval_model import LIFTDiffusionLM, request_seed
+from trl_lift import DiffusionGenerationConfig
+from trl_lift.evaluation.lm_eval_model import LIFTDiffusionLM
+from trl_lift.evaluation.request_seeds import request_seed
 
 DOCS = [
     {"question": "Question: what is 12 plus 30? Answer:", "answer": "42", "choices": [" 42", " 7", " 12"], "label": 0},
@@ -135,22 +137,31 @@ def test_until_as_string_or_list(lm):
 
 def test_max_gen_toks_is_clamped_with_warning(lm, caplog):
     with caplog.at_level(logging.WARNING):
-        config, until, keep = lm._resolve_generation({"until": "x", "max_gen_toks": 32768})
+        lm.generate_until([gen_request("The quick brown fox", {"until": "x", "max_gen_toks": 32768})])
     assert "clamped to max_gen_toks=16" in caplog.text
-    assert (config.gen_length, config.block_length, config.steps, keep, until) == (16, 8, 8, 16, ["x"])
-    config, _, keep = lm._resolve_generation({"max_gen_toks": 5, "do_sample": True, "temperature": 0.7})
-    assert (config.gen_length, keep, config.temperature) == (8, 5, 0.7)  # rounded up to a block, cut to 5 tokens
-    assert lm._resolve_generation({"do_sample": False, "temperature": 0.7})[0].temperature == 0.0
+    resolve = lambda kwargs: DiffusionGenerationConfig.from_request(  # noqa: E731
+        kwargs, overrides=lm.sampler_overrides, max_gen_toks=lm.max_gen_toks)
+    got = resolve({"until": "x", "max_gen_toks": 32768})
+    config = got.config
+    assert (config.gen_length, config.block_length, config.steps, got.keep, got.until) == (16, 8, 8, 16, "x")
+    assert [key for key, _ in got.notes] == ["clamp32768"]
+    got = resolve({"max_gen_toks": 5, "do_sample": True, "temperature": 0.7})
+    assert (got.config.gen_length, got.keep, got.config.temperature) == (8, 5, 0.7)  # a block, cut to 5 tokens
+    assert resolve({"do_sample": False, "temperature": 0.7}).config.temperature == 0.0
+    assert "has no meaning" in resolve({"top_p": 0.9}).notes[0][1]
 
 
 def test_model_args_take_precedence_over_task(llada_checkpoint, caplog):
     lm = LIFTDiffusionLM(pretrained=llada_checkpoint[0], dtype="float32", gen_length=16, block_length=4, steps=8,
                          temperature=0.0)
-    with caplog.at_level("WARNING"):
-        config, _, keep = lm._resolve_generation({"max_gen_toks": 64, "temperature": 1.0, "block_length": 32})
-    assert (config.gen_length, config.block_length, config.steps, config.temperature, keep) == (16, 4, 8, 0.0, 16)
+    got = DiffusionGenerationConfig.from_request({"max_gen_toks": 64, "temperature": 1.0, "block_length": 32},
+                                                 overrides=lm.sampler_overrides, max_gen_toks=lm.max_gen_toks)
+    config = got.config
+    assert (config.gen_length, config.block_length, config.steps, config.temperature, got.keep) == (16, 4, 8, 0.0, 16)
     # Overriding a task's sampling temperature (AIME's repeated samples) is said once.
-    assert "override the task's own" in caplog.text and "'temperature': 1.0" in caplog.text
+    with caplog.at_level("WARNING"):
+        lm.generate_until([gen_request("x", {"max_gen_toks": 64, "temperature": 1.0, "block_length": 32})] * 2)
+    assert caplog.text.count("override the task's own") == 1 and "'temperature': 1.0" in caplog.text
     with pytest.raises(TypeError, match="unknown model_args"):
         LIFTDiffusionLM(pretrained=llada_checkpoint[0], gen_lenght=16)
     with pytest.raises(ValueError, match="remote code"):
@@ -185,7 +196,7 @@ def make_lora_adapter(root, checkpoint, tokenizer):
     """Save a LoRA adapter with non-zero weights on ``checkpoint``, and the merged model (native format)."""
     from peft import LoraConfig, get_peft_model
 
-    from trl_lift.loading import load_diffusion_model
+    from trl_lift.models.loading import load_diffusion_model
 
     base = load_diffusion_model(checkpoint)
     torch.manual_seed(0)

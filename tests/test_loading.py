@@ -10,7 +10,8 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, BertConfig, BertForMaskedLM, LlamaForCausalLM, Qwen2ForCausalLM
 
 from trl_lift import get_diffusion_facts, load_diffusion_model
-from trl_lift.loading import _apply_rotary_fp32_aware, _original_apply_rotary, llada_config_to_llama
+from trl_lift.models.native_configs import llada_config_to_llama
+from trl_lift.models.rope import rotate_fp32
 
 
 def _ids(seed=0, shape=(2, 12), high=300):
@@ -111,7 +112,7 @@ def test_saves_native_and_reloads_with_plain_transformers(tmp_path, llada_checkp
     with torch.no_grad():
         assert torch.equal(reloaded(ids).logits, native(ids).logits)
     again = load_diffusion_model(str(tmp_path / "saved"))
-    assert getattr(again.model.rotary_emb, "_fp32_tables", False)
+    assert getattr(again.model.rotary_emb, "_trl_lift_fp32_rope", False)
 
 
 def test_dream_loads_as_bidirectional_qwen2_with_shift(dream_checkpoint, dream_tokenizer):
@@ -150,17 +151,19 @@ def test_masked_lm_loads_and_needs_a_mask_id(tmp_path):
 
 
 def test_fp32_rope_rotates_in_float32_and_casts_back():
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(1, 2, 5, 8, generator=g).bfloat16(), torch.randn(1, 2, 5, 8, generator=g).bfloat16()
     angles = torch.randn(1, 5, 8, generator=g) * 50
     cos, sin = angles.cos(), angles.sin()
-    q_rot, k_rot = _apply_rotary_fp32_aware(q, k, cos, sin)
-    q_ref, k_ref = _original_apply_rotary(q.float(), k.float(), cos, sin)
+    q_rot, k_rot = rotate_fp32(q, k, cos, sin)
+    q_ref, k_ref = apply_rotary_pos_emb(q.float(), k.float(), cos, sin)
     assert q_rot.dtype == torch.bfloat16
     assert torch.equal(q_rot, q_ref.bfloat16()) and torch.equal(k_rot, k_ref.bfloat16())
     # Tables in the activation dtype (stock Llama) take the stock path unchanged.
-    stock = _original_apply_rotary(q, k, cos.bfloat16(), sin.bfloat16())
-    assert torch.equal(_apply_rotary_fp32_aware(q, k, cos.bfloat16(), sin.bfloat16())[0], stock[0])
+    stock = apply_rotary_pos_emb(q, k, cos.bfloat16(), sin.bfloat16())
+    assert torch.equal(rotate_fp32(q, k, cos.bfloat16(), sin.bfloat16())[0], stock[0])
 
 
 def test_bf16_llada_uses_fp32_rope_tables(llada_checkpoint):
@@ -180,6 +183,36 @@ def test_bf16_llada_uses_fp32_rope_tables(llada_checkpoint):
     full_plain = load_diffusion_model(llada_checkpoint[0], rope_fp32=False).eval()
     with torch.no_grad():
         assert torch.equal(full(ids).logits, full_plain(ids).logits)
+
+
+def test_fp32_rope_is_confined_to_the_loaded_model(llada_checkpoint, monkeypatch):
+    from transformers import LlamaForCausalLM
+    from transformers.models.llama import modeling_llama
+
+    from trl_lift.models.native_configs import LLADA_KEY_MAPPING
+
+    stock_rotation, stock_tables = modeling_llama.apply_rotary_pos_emb, modeling_llama.LlamaRotaryEmbedding.forward
+    ids = _ids(3, (1, 64))
+    llada = load_diffusion_model(llada_checkpoint[0], dtype=torch.bfloat16).eval()
+    # transformers itself is untouched: a stock Llama loaded beside it rotates as a stock Llama does.
+    assert modeling_llama.apply_rotary_pos_emb is stock_rotation
+    assert modeling_llama.LlamaRotaryEmbedding.forward is stock_tables
+    stock = LlamaForCausalLM.from_pretrained(llada_checkpoint[0], config=llada.config, dtype=torch.bfloat16,
+                                             key_mapping=LLADA_KEY_MAPPING).eval()
+    plain = load_diffusion_model(llada_checkpoint[0], dtype=torch.bfloat16, rope_fp32=False).eval()
+    with torch.no_grad():
+        ours, stock_logits = llada(ids).logits, stock(ids).logits
+        assert torch.equal(stock_logits, plain(ids).logits) and not torch.equal(ours, stock_logits)
+
+    # The reference: LLaDA's own rule for the whole process (fp32 tables, rotate in fp32, cast back).
+    def llada_rotation(q, k, cos, sin, unsqueeze_dim=1):
+        q_rot, k_rot = stock_rotation(q.float(), k.float(), cos, sin, unsqueeze_dim)
+        return q_rot.to(q.dtype), k_rot.to(k.dtype)
+
+    monkeypatch.setattr(modeling_llama, "apply_rotary_pos_emb", llada_rotation)
+    monkeypatch.setattr(modeling_llama.LlamaRotaryEmbedding, "forward", lambda self, x, position_ids: stock_tables(self, x.float(), position_ids))
+    with torch.no_grad():
+        assert torch.equal(ours, stock(ids).logits)
 
 
 def _minimal_llada():

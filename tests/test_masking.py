@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from trl_lift.masking import (
+from trl_lift.diffusion.masking import (
     answer_mask_from_labels,
     apply_mask,
     grid_times,

@@ -10,10 +10,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from _sampling_reference import _favour_token, reference_generate  # noqa: E402
 
-from trl_lift.sampling import DiffusionGenerateOutput, DiffusionGenerationConfig, diffusion_generate  # noqa: E402
-from trl_lift.sampling_schedule import (  # noqa: E402
+from trl_lift.diffusion.masking import top_k_positions as select_by_quota  # noqa: E402  (the sampler's quota rule)
+from trl_lift.generation.config import DiffusionGenerationConfig  # noqa: E402
+from trl_lift.generation.sampler import DiffusionGenerateOutput, diffusion_generate  # noqa: E402
+from trl_lift.generation.schedule import (  # noqa: E402
     propose_tokens,
-    select_by_quota,
     select_by_threshold,
     token_confidence,
     transfer_schedule,

@@ -9,8 +9,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from _sampling_reference import reference_generate  # noqa: E402
 
-from trl_lift.sampling import DiffusionGenerationConfig, diffusion_generate  # noqa: E402
-from trl_lift.sampling_cache import CanvasForward, canvas_position_ids  # noqa: E402
+from trl_lift import DiffusionGenerationConfig, diffusion_generate  # noqa: E402
+from trl_lift.generation.cache import CanvasForward, canvas_position_ids  # noqa: E402
 
 P = 10
 

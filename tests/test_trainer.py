@@ -1,6 +1,7 @@
 """DiffusionSFTTrainer end to end on tiny models: learning, invariants, exact losses, GA, LoRA, QLoRA, resume."""
 
 import os
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -12,12 +13,14 @@ from transformers import BitsAndBytesConfig, LlamaForCausalLM
 from trl_lift import (
     DiffusionSFTConfig,
     DiffusionSFTTrainer,
+    gold_log_probs,
     NoisedBatch,
+    NoisePlan,
     TokenWeightingCallback,
     get_diffusion_facts,
     load_diffusion_model,
 )
-from trl_lift.token_weighting import time_weights
+from trl_lift.methods import time_weights
 
 PROMPTS = ["What is 2+2?", "Solve x+1=3.", "Name a colour.", "12 plus 30?"]
 ANSWERS = [" 4", " x = 2", " blue", " 42, the answer"]
@@ -37,18 +40,17 @@ def _args(tmp_path, **kw):
     return DiffusionSFTConfig(**defaults)
 
 
+@dataclass(eq=False)
 class FixedMasking(TokenWeightingCallback):
     """Masks every other answer token with t = 0.5, whatever the step: makes losses computable by hand."""
 
-    name = "fixed"
-
-    def noise(self, batch, *, scorer, args):
+    def plan(self, batch):
         positions = torch.arange(batch.input_ids.size(1), device=batch.input_ids.device)
         masked = batch.answer_mask & (positions % 2 == 1)
         t = torch.full((batch.input_ids.size(0),), 0.5)
         ids = batch.input_ids.masked_fill(masked, batch.mask_token_id)
-        weights = masked.float() * time_weights(t, args.loss_weighting)[:, None]
-        return NoisedBatch(ids, weights, t, normalization="sequence")
+        weights = masked.float() * time_weights(t, self.loss_weighting)[:, None]
+        return NoisePlan(ids, t, state={"noised": NoisedBatch(ids, weights, t, normalization="sequence")})
 
 
 class InputSpy:
@@ -269,7 +271,7 @@ def test_lift_is_configured_from_the_config_alone(tmp_path, llada_checkpoint, ll
     assert any(key.startswith("lift_share_") for key in logged)
 
 
-def test_scorer_restricted_to_rows_matches_the_full_pass(tmp_path, llada_checkpoint, llada_tokenizer):
+def test_scoring_pass_restricted_to_rows_matches_the_full_pass(tmp_path, llada_checkpoint, llada_tokenizer):
     trainer = DiffusionSFTTrainer(
         llada_checkpoint[0], args=_args(tmp_path), train_dataset=_dataset(), processing_class=llada_tokenizer
     )
@@ -278,12 +280,53 @@ def test_scorer_restricted_to_rows_matches_the_full_pass(tmp_path, llada_checkpo
     # The padding stays known after supervised padding opened the attention mask (GIFT excludes it).
     assert torch.equal(batch.padding_mask, collated["attention_mask"] == 0) and batch.padding_mask.any()
     noised = batch.input_ids.masked_fill(batch.answer_mask, batch.mask_token_id)
-    score = trainer._scorer(trainer.model, batch)
-    full = score(noised, batch.targets, train_mode=False)
+    targets = batch.targets_at(batch.answer_mask)
+    plan = lambda rows: NoisePlan(noised, torch.ones(4), targets, rows, train_mode=False)  # noqa: E731
+    full = trainer._scoring_pass(trainer.model, batch, plan(None))
     rows = torch.tensor([True, False, True, False])
-    part = score(noised, batch.targets, train_mode=False, rows=rows)
+    part = trainer._scoring_pass(trainer.model, batch, plan(rows))
     torch.testing.assert_close(part.log_probs[rows], full.log_probs[rows])
     assert (part.log_probs[~rows] == 0).all() and full.log_probs[~rows].abs().sum() > 0
+    trainer.model.train()
+    trainer._scoring_pass(trainer.model, batch, plan(rows))
+    assert trainer.model.training  # the scoring pass restores the mode it found
+
+
+@pytest.mark.parametrize("normalization", ["sequence", "micro_batch", "batch", "masked"])
+def test_normalisations_by_hand_over_an_accumulation_window(tmp_path, llada_checkpoint, llada_tokenizer, normalization):
+    """Two micro-batches of unequal answer lengths, accumulated: each normalisation's share, by hand."""
+    args = _args(tmp_path, per_device_train_batch_size=2, gradient_accumulation_steps=2, supervise_padding=False,
+                 loss_normalization=normalization)
+    trainer = DiffusionSFTTrainer(load_diffusion_model(llada_checkpoint[0]), args=args, train_dataset=_dataset(),
+                                  processing_class=llada_tokenizer, callbacks=[FixedMasking()])
+    micro = [dict(trainer.data_collator([trainer.train_dataset[i] for i in pair])) for pair in ((0, 2), (1, 3))]
+    model = trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 2
+    num_items = trainer._get_num_items_in_batch(micro, torch.device("cpu"))
+    sums, answers, masked, per_sequence = [], [], [], []
+    for inputs in micro:
+        answer = inputs["labels"] != -100
+        in_loss = answer & (torch.arange(answer.size(1)) % 2 == 1)
+        with torch.no_grad():
+            logp = gold_log_probs(model, inputs["input_ids"].masked_fill(in_loss, trainer.facts.mask_token_id),
+                                  inputs["input_ids"].masked_fill(~in_loss, -100),
+                                  attention_mask=inputs["attention_mask"]).log_probs
+        per_token = -logp * in_loss * 2.0  # 1 / t = 2
+        sums.append(per_token.sum())
+        answers.append(answer.sum())
+        masked.append(in_loss.sum())
+        per_sequence.append(per_token.sum(1) / answer.sum(1))
+    assert answers[0] != answers[1] and num_items == answers[0] + answers[1]
+    expected = {
+        "sequence": [ps.sum() / 4 for ps in per_sequence],  # the mean over the 4 sequences
+        "micro_batch": [s_ / n / 2 for s_, n in zip(sums, answers)],  # the mean of the micro-batch ratios
+        "batch": [s_ / num_items for s_ in sums],  # one ratio over the whole window
+        "masked": [s_ / m / 2 for s_, m in zip(sums, masked)],
+    }[normalization]
+    with torch.no_grad():
+        got = [trainer.compute_loss(model, inputs, num_items_in_batch=num_items) for inputs in micro]
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-7)
 
 
 def test_lift_approximate_mode_is_one_pass(tmp_path, llada_checkpoint, llada_tokenizer):

@@ -1,6 +1,9 @@
 """trl-lift: diffusion language models in the Hugging Face training and evaluation stack.
 
 LIFT (Learnability-Informed Fine-Tuning, Parashar et al., ICML 2026) is its flagship method.
+The package, by concern: ``models`` (facts, loading) -> ``diffusion`` (the maths) -> ``methods``
+(token weighting) -> ``training`` (config, trainer); ``generation`` (the sampler) -> ``evaluation``
+(likelihood, lm-eval model, graders).
 
 Public names are imported on first use (PEP 562), so that light users (the lm-eval task graders,
 the lm-eval start-up hook) do not pay for importing TRL.
@@ -11,27 +14,28 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "DiffusionSFTConfig": "config",
-    "DiffusionSFTTrainer": "trainer",
-    "load_diffusion_model": "loading",
-    "load_diffusion_tokenizer": "loading",
-    "DiffusionFacts": "model_facts",
-    "get_diffusion_facts": "model_facts",
-    "is_bidirectional": "model_facts",
-    "GoldScores": "losses",
-    "diffusion_loss": "losses",
-    "gold_log_probs": "losses",
-    "DiffusionBatch": "token_weighting",
-    "NoisedBatch": "token_weighting",
-    "TokenWeightingCallback": "token_weighting",
-    "VanillaMasking": "token_weighting",
-    "LIFTCallback": "lift",
-    "GIFTMasking": "baselines",
-    "CARTWeighting": "baselines",
-    "DiffusionGenerationConfig": "sampling",
-    "DiffusionGenerateOutput": "sampling",
-    "diffusion_generate": "sampling",
-    "LIFTDiffusionLM": "lm_eval_model",
+    "DiffusionSFTConfig": "training.config",
+    "DiffusionSFTTrainer": "training.trainer",
+    "load_diffusion_model": "models.loading",
+    "load_diffusion_tokenizer": "models.loading",
+    "DiffusionFacts": "models.facts",
+    "get_diffusion_facts": "models.facts",
+    "is_bidirectional": "models.facts",
+    "GoldScores": "diffusion.scoring",
+    "gold_log_probs": "diffusion.scoring",
+    "diffusion_loss": "diffusion.losses",
+    "DiffusionBatch": "methods",
+    "NoisePlan": "methods",
+    "NoisedBatch": "methods",
+    "TokenWeightingCallback": "methods",
+    "VanillaMasking": "methods",
+    "LIFTCallback": "methods",
+    "GIFTMasking": "methods",
+    "CARTWeighting": "methods",
+    "DiffusionGenerationConfig": "generation.config",
+    "DiffusionGenerateOutput": "generation.sampler",
+    "diffusion_generate": "generation.sampler",
+    "LIFTDiffusionLM": "evaluation.lm_eval_model",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -30,15 +30,6 @@ def tasks_dir() -> Path | None:
     return None
 
 
-def register_lift_dlm() -> None:
-    """Register ``lift_dlm`` lazily, after lm-eval's own model table (so ``--model hf`` keeps working)."""
-    import lm_eval.models  # noqa: F401  (fills lm-eval's registry first)
-    from lm_eval.api.registry import model_registry
-
-    if "lift_dlm" not in model_registry:
-        model_registry.register("lift_dlm", target="trl_lift.lm_eval_model:LIFTDiffusionLM")
-
-
 def eval_argv(args: list[str]) -> list[str]:
     """lm-eval's arguments for ``trl-lift eval args``: ``--include_path`` added unless given."""
     given = any(a == "--include_path" or a.startswith("--include_path=") for a in args)
@@ -62,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] != ["eval"] or len(argv) < 2:
         print(USAGE, file=sys.stderr)
         return 2
-    register_lift_dlm()
     from lm_eval.__main__ import cli_evaluate
+
+    from .evaluation.lm_eval_registry import register
+
+    register()
 
     command = eval_argv(argv[1:])
     if command and command[0] not in ("run", "ls", "validate"):

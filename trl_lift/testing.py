@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from .loading import LLADA_KEY_MAPPING
+from .models.native_configs import LLADA_KEY_MAPPING
 
 LLADA_SPECIAL_TOKENS = {
     "bos_token": "<|startoftext|>",

@@ -22,6 +22,9 @@ import inspect
 
 import torch
 
+from ..diffusion.scoring import predicting_rows
+from ..models.facts import unwrap_model
+
 CACHE_MODES = ("none", "prefix", "dual")
 
 
@@ -40,8 +43,7 @@ def canvas_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def _accepts_logits_to_keep(model) -> bool:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
+    return "logits_to_keep" in inspect.signature(unwrap_model(model).forward).parameters
 
 
 def drop_cached_span(cache, start: int, end: int) -> None:
@@ -96,7 +98,7 @@ class CanvasForward:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}.")
         self.model = model
         self.mode = cache
-        self.shift = int(logit_shift)
+        self.logit_shift = bool(logit_shift)
         self.cfg_scale = cfg_scale
         self.prompt_length = prompt_length
         self.mask_token_id = mask_token_id
@@ -152,15 +154,15 @@ class CanvasForward:
         length = canvas.shape[1]
         if self.mode == "none" or refresh:
             self.cache = None
-            rows = torch.arange(start - self.shift, end - self.shift, device=canvas.device)
+            rows = predicting_rows(torch.arange(start, end, device=canvas.device), self.logit_shift)
             logits, cache = self._run(tokens, slice(0, length), rows, self.attention_mask, self.mode != "none")
             if self.mode != "none":
-                self._keep(cache, block_start - self.shift, end)
+                self._keep(cache, predicting_rows(block_start, self.logit_shift), end)
             return self._guided(logits)
         if start < block_start:
             raise ValueError(f"cached passes predict the block only (start {start} < block start {block_start}).")
         fed = slice(self.fed_start, self.fed_end)
-        rows = torch.arange(start - self.shift - self.fed_start, end - self.shift - self.fed_start, device=canvas.device)
+        rows = predicting_rows(torch.arange(start, end, device=canvas.device), self.logit_shift) - self.fed_start
         logits, _ = self._run(tokens[:, fed], fed, rows, self._kv_mask(length), True)
         self.cache.crop(-(self.fed_end - self.fed_start))  # drop what this pass appended
         return self._guided(logits)

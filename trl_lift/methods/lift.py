@@ -7,18 +7,18 @@ live model's confidence (a scoring pass without gradient), reveals the rest and 
 set with the ``1 / t`` weight. Steps 1-8 of ../shared/docs/lift-method.md.
 
 The maths are pure tensor functions (randomness passed in as a ``torch.Generator``);
-:class:`LIFTCallback` is the thin token-weighting callback that strings them together.
+:class:`LIFTCallback` strings them together in the two stages of the token-weighting protocol.
 """
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from .masking import apply_mask, mask_positions, random_subset, sample_times, top_k_positions, uniform
-from .token_weighting import DiffusionBatch, NoisedBatch, Scorer, TokenWeightingCallback, time_weights
+from ..checks import check_choice, check_range
+from ..diffusion.masking import apply_mask, mask_positions, random_subset, top_k_positions, uniform
+from .base import DiffusionBatch, NoisedBatch, NoisePlan, TokenWeightingCallback, register, time_weights
 
 # Component codes, in the order of the bands (small t -> large t).
 BOTTOM, VANILLA, TOP = 0, 1, 2
@@ -29,6 +29,7 @@ POLICIES = ("time", "random", "reversed")
 COMPONENT_SETS = ("both", "top_only", "bottom_only")
 SCOPES = ("sequence", "batch")
 SCORING_MODES = ("train", "eval")
+MAX_BANDS = 10
 
 
 # ---- steps 1-2: the extra ratio rho --------------------------------------------------------------
@@ -51,8 +52,7 @@ def extra_ratios(
     Returns:
         ``[B]`` float tensor, ``rho >= 0``.
     """
-    if rule not in RHO_RULES:
-        raise ValueError(f"rho_rule must be one of {RHO_RULES}, got {rule!r}.")
+    check_choice("rho_rule", rule, RHO_RULES)
     u = uniform(t.shape, generator=generator, device=t.device)
     if rule == "paper":
         return (1.0 - t) * u
@@ -76,8 +76,7 @@ def band_components(t: torch.Tensor, bands: int = 3) -> torch.Tensor:
     Returns:
         ``[B]`` long tensor of component codes (``BOTTOM`` = 0, ``VANILLA`` = 1, ``TOP`` = 2).
     """
-    if bands < 2:
-        raise ValueError(f"bands must be an integer >= 2, got {bands}.")
+    check_range("bands", bands, 2, MAX_BANDS, integer=True)
     if bands == 2:
         return torch.where(t >= 0.5, TOP, BOTTOM).long()
     out = torch.full_like(t, VANILLA, dtype=torch.long)
@@ -111,10 +110,9 @@ def choose_components(
     Returns:
         ``[B]`` long tensor of component codes.
     """
-    for value, allowed, name in ((policy, POLICIES, "policy"), (scope, SCOPES, "component_scope"),
-                                 (components, COMPONENT_SETS, "components")):
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
+    for name, value, allowed in (("policy", policy, POLICIES), ("component_scope", scope, SCOPES),
+                                 ("components", components, COMPONENT_SETS)):
+        check_choice(name, value, allowed)
     rows = t.shape[0] if scope == "sequence" else 1
     if policy == "random":
         pool = torch.tensor([BOTTOM, TOP] if bands == 2 else [BOTTOM, VANILLA, TOP], device=t.device)
@@ -174,11 +172,28 @@ def select_positions(
     Returns:
         ``[B, L]`` bool, a subset of ``superset``.
     """
+    vanilla = random_subset(superset, k.clamp(min=1), generator=generator)
+    by_confidence = select_by_confidence(confidence, superset, k, component)
+    return torch.where((component == VANILLA)[:, None], vanilla, by_confidence)
+
+
+def select_by_confidence(
+    confidence: torch.Tensor, superset: torch.Tensor, k: torch.Tensor, component: torch.Tensor
+) -> torch.Tensor:
+    """Top-K rows' ``K`` most confident superset positions, the other rows' ``K`` least confident.
+
+    Args:
+        confidence: ``[B, L]`` ``log p(x0_i | x_sup)``.
+        superset: ``[B, L]`` bool, ``M``.
+        k: ``[B]`` counts.
+        component: ``[B]`` component codes.
+
+    Returns:
+        ``[B, L]`` bool (meaningful for Top-K and Bottom-K rows).
+    """
     top = top_k_positions(confidence, superset, k)
     bottom = top_k_positions(-confidence.float(), superset, k)
-    vanilla = random_subset(superset, k.clamp(min=1), generator=generator)
-    component = component[:, None]
-    return torch.where(component == TOP, top, torch.where(component == BOTTOM, bottom, vanilla))
+    return torch.where((component == TOP)[:, None], top, bottom)
 
 
 def selection_metrics(
@@ -212,117 +227,74 @@ def selection_metrics(
     return metrics
 
 
-def _takes_rows(scorer) -> bool:
-    """Whether ``scorer`` can score a subset of the rows (``rows=[B] bool``; zeros elsewhere)."""
-    try:
-        return "rows" in inspect.signature(scorer).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-@dataclass
-class LIFTNoisedBatch(NoisedBatch):
-    """A :class:`NoisedBatch` that also says which component each sequence trained.
-
-    Attributes:
-        component: ``[B]`` long component codes (``BOTTOM``, ``VANILLA``, ``TOP``).
-    """
-
-    component: torch.Tensor | None = None
-
-    @property
-    def sequence_groups(self) -> dict[str, torch.Tensor]:
-        """``{"lift_<component>": [B] bool}``: groups for a per-component loss metric."""
-        return {f"lift_{name}": self.component == code for code, name in enumerate(COMPONENT_NAMES)}
-
-
+@register("lift")
+@dataclass(eq=False)
 class LIFTCallback(TokenWeightingCallback):
     """LIFT token weighting (``DiffusionSFTConfig(lift=True)``, or ``callbacks=[LIFTCallback(...)]``).
 
-    Args:
-        bands: number of bands ``H`` of the band rule, an integer >= 2. Default 3 (Bottom-K /
-            vanilla / Top-K); 2 is LIFT-2 (Top-K for ``t >= 0.5``, else Bottom-K).
-        rho_rule: draw of the extra ratio ``rho``: ``"reference"`` (default, the reference code:
-            ``U(0.1, 1 - t0)``, or ``U(0, 1 - t0)`` when ``1 - t0 <= 0.1``) or ``"paper"``
-            (``U(0, 1 - t)``, the paper's figure).
-        component_scope: ``"sequence"`` (default) chooses the component from each sequence's own
-            ``t``; ``"batch"`` chooses once per micro-batch from the mean ``t`` (the reference's
-            behaviour). The default is per sequence because it is what the band rule means: the
-            reference trained with one sequence per device, where both agree, and with larger
-            micro-batches the batch rule would train a sequence at ``t = 0.05`` on its easiest
-            tokens whenever the others have large ``t``.
-        policy: ``"time"`` (default, LIFT), ``"random"`` (control: the component drawn uniformly,
-            ignoring ``t``) or ``"reversed"`` (control: Top-K at small ``t``, Bottom-K at large ``t``).
-        components: ``"both"`` (default), ``"top_only"`` or ``"bottom_only"``: the disabled
-            component's band trains vanilla instead (same masking budget, no selection).
-        approximate: ``False`` (default) reveals ``M \\ S`` before the training pass. ``True`` is the
-            one-pass mode: no scoring pass; the training pass runs on ``x_sup`` (all of ``M`` masked),
-            ``S`` is selected from that pass's own detached log-probs (through
-            :attr:`NoisedBatch.reweight`) and the loss is restricted to ``S``. Cheaper, less faithful.
-        scoring_mode: ``"train"`` (default, the reference: the live model with dropout on) or
-            ``"eval"`` (dropout off) for the scoring pass.
-        rho_floor: lower bound of the reference rho rule, in ``[0, 1)``. Default 0.1.
-        seed: seed of the noise generator; ``None`` takes ``args.seed``.
-
-    The loss normalisation defaults to ``"batch"`` (answer tokens of the micro-batch, padding
-    included, prompt excluded), the reference's. When the scorer accepts ``rows=`` (a ``[B]`` bool
-    of the rows to run, zeros returned elsewhere), only Top-K / Bottom-K rows are scored. Logged:
-    :func:`selection_metrics`; the returned :class:`LIFTNoisedBatch` carries each sequence's
-    component for a per-component loss.
+    Plan: draw ``t``, ``rho``, the superset ``M``, the component and ``K`` (steps 1-5), and ask for
+    the scores of ``M`` in the Top-K / Bottom-K rows. Finish: select ``S`` from those scores (step 6),
+    reveal ``M \\ S`` and weight ``S`` by ``1 / t`` (steps 7-8). The loss normalisation defaults to
+    ``"micro_batch"`` (the reference's: answer tokens of the micro-batch, padding included, prompt
+    excluded, averaged over micro-batches and devices). Logged: :func:`selection_metrics` and the
+    loss per component (``loss_lift_<component>``).
     """
 
-    name = "lift"
+    bands: int = field(
+        default=3,
+        metadata={"help": f"LIFT: number of time bands H, an integer in [2, {MAX_BANDS}]. t < 1/H trains Bottom-K, "
+                  "t > 1 - 1/H Top-K, vanilla between (boundaries included); 2 = LIFT-2 (Top-K for t >= 0.5, else "
+                  "Bottom-K). Larger H leaves ever fewer steps to Top-K and Bottom-K (2/H of them)."},
+    )
+    rho_rule: str = field(
+        default="reference",
+        metadata={"help": "LIFT: the extra ratio rho. 'reference' (the reference code: U(rho_floor, 1 - t0) when "
+                  "1 - t0 > rho_floor, else U(0, 1 - t0)) or 'paper' (U(0, 1 - t), the paper's figure).",
+                  "choices": RHO_RULES},
+    )
+    rho_floor: float = field(
+        default=0.1, metadata={"help": "LIFT: lower bound of the 'reference' rho rule, in [0, 1)."}
+    )
+    component_scope: str = field(
+        default="sequence",
+        metadata={"help": "LIFT: choose the component per 'sequence' (default: what the band rule means; equals the "
+                  "reference at one sequence per device) or once per micro-batch from the mean t ('batch', the "
+                  "reference's rule, which with larger micro-batches trains a sequence at t = 0.05 on its easiest "
+                  "tokens whenever the others have large t).", "choices": SCOPES},
+    )
+    policy: str = field(
+        default="time",
+        metadata={"help": "LIFT: component policy. 'time' (LIFT's band rule), 'random' (uniform over the components, "
+                  "ignoring t: a control) or 'reversed' (Top-K at small t, Bottom-K at large t: a control).",
+                  "choices": POLICIES},
+    )
+    components: str = field(
+        default="both",
+        metadata={"help": "LIFT: 'both', 'top_only' or 'bottom_only' (the disabled component's band trains vanilla: "
+                  "same masking budget, no selection).", "choices": COMPONENT_SETS},
+    )
+    approximate: bool = field(
+        default=False,
+        metadata={"help": "LIFT: one pass. Top-K / Bottom-K rows train on the superset input (no reveal) and select "
+                  "the kept tokens from that pass's own detached log-probs, the loss restricted to them; vanilla rows "
+                  "reveal as usual (as the reference). Cheaper, less faithful."},
+    )
+    scoring_mode: str = field(
+        default="train",
+        metadata={"help": "LIFT: run the scoring pass in 'train' mode (dropout on; the reference) or 'eval' mode.",
+                  "choices": SCORING_MODES},
+    )
 
-    def __init__(
-        self,
-        bands: int = 3,
-        rho_rule: str = "reference",
-        component_scope: str = "sequence",
-        policy: str = "time",
-        components: str = "both",
-        approximate: bool = False,
-        scoring_mode: str = "train",
-        rho_floor: float = 0.1,
-        seed: int | None = None,
-    ):
-        super().__init__(seed=seed)
-        if int(bands) != bands or bands < 2:
-            raise ValueError(f"bands must be an integer >= 2, got {bands!r}.")
-        for value, allowed, name in ((rho_rule, RHO_RULES, "rho_rule"), (component_scope, SCOPES, "component_scope"),
-                                     (policy, POLICIES, "policy"), (components, COMPONENT_SETS, "components"),
-                                     (scoring_mode, SCORING_MODES, "scoring_mode")):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
-        if not 0.0 <= rho_floor < 1.0:
-            raise ValueError(f"rho_floor must be in [0, 1), got {rho_floor}.")
-        self.bands = int(bands)
-        self.rho_rule = rho_rule
-        self.component_scope = component_scope
-        self.policy = policy
-        self.components = components
-        self.approximate = bool(approximate)
-        self.scoring_mode = scoring_mode
-        self.rho_floor = float(rho_floor)
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("bands", self.bands, 2, MAX_BANDS, integer=True)
+        check_range("rho_floor", self.rho_floor, 0.0, 1.0, high_open=True)
 
-    def state_args(self) -> dict:
-        return {
-            **super().state_args(),
-            "bands": self.bands,
-            "rho_rule": self.rho_rule,
-            "component_scope": self.component_scope,
-            "policy": self.policy,
-            "components": self.components,
-            "approximate": self.approximate,
-            "scoring_mode": self.scoring_mode,
-            "rho_floor": self.rho_floor,
-        }
-
-    def noise(self, batch: DiffusionBatch, *, scorer: Scorer, args) -> LIFTNoisedBatch:
+    def plan(self, batch: DiffusionBatch) -> NoisePlan:
         x0, answer, gen = batch.input_ids, batch.answer_mask, self.generator
-        eps = args.time_epsilon
         # 1-2. t per sequence, and the extra ratio rho.
-        t = sample_times(x0.size(0), eps=eps, generator=gen, device=x0.device)  # [b]
-        rho = extra_ratios(t, eps=eps, rule=self.rho_rule, floor=self.rho_floor, generator=gen)  # [b]
+        t = self._times(batch)  # [b]
+        rho = extra_ratios(t, eps=self.time_epsilon, rule=self.rho_rule, floor=self.rho_floor, generator=gen)  # [b]
         # 3. Superset mask M at ratio t + rho (the prompt is never in it).
         superset = mask_positions(answer, t + rho, generator=gen)  # [b, l]
         x_sup = apply_mask(x0, superset, batch.mask_token_id)
@@ -332,40 +304,40 @@ class LIFTCallback(TokenWeightingCallback):
             generator=gen,
         )  # [b]
         k = keep_counts(superset.sum(1), t, rho)  # [b]
-        weight = time_weights(t, args.loss_weighting)[:, None]  # [b, 1]: 1 / t, not 1 / (t + rho)
-        if self.approximate:
-            # One pass: train on x_sup, score all of M in that same forward, keep S, weight 1 / t.
-            def reweight(scores):
-                confidence = scores.log_probs
-                chosen = select_positions(confidence, superset, k, component, generator=gen)
-                return chosen.float() * weight, selection_metrics(component, superset, chosen, answer, confidence)
+        # 6, what it needs: scores of M in the rows that select by confidence (vanilla rows need none).
+        scored = (component != VANILLA) & superset.any(1)  # [b]
+        state = {"x0": x0, "mask_token_id": batch.mask_token_id, "answer": answer,
+                 "superset": superset, "component": component, "k": k}
+        targets = batch.targets_at(superset & scored[:, None])
+        if not self.approximate:
+            return NoisePlan(x_sup, t, targets if scored.any() else None, scored,
+                             train_mode=self.scoring_mode == "train", state=state)
+        # One pass: vanilla rows reveal now (their subset needs no scores); the others train on x_sup.
+        vanilla = random_subset(superset, k.clamp(min=1), generator=gen) & ~scored[:, None]  # [b, l]
+        x_in = torch.where(scored[:, None], x_sup, apply_mask(x0, vanilla, batch.mask_token_id))
+        return NoisePlan(x_in, t, torch.where(vanilla, x0, targets), scored, one_pass=True,
+                         state={**state, "vanilla": vanilla})
 
-            return LIFTNoisedBatch(
-                input_ids=x_sup, loss_weights=superset.float() * weight, t=t, normalization="batch",
-                component=component, reweight=reweight,
-            )
-        # 6. Scoring pass (no gradient) when some row selects by confidence; only those rows when
-        #    the scorer can run a subset (vanilla rows need no scores: a third of the pass saved).
-        scored_rows = (component != VANILLA) & superset.any(1)
-        confidence = None
-        if scored_rows.any():
-            targets = x0.masked_fill(~(superset & scored_rows[:, None]), -100)
-            train_mode = self.scoring_mode == "train"
-            if _takes_rows(scorer) and not scored_rows.all():
-                scores = scorer(x_sup, targets, train_mode=train_mode, rows=scored_rows)
-            else:
-                scores = scorer(x_sup, targets, train_mode=train_mode)
-            confidence = scores.log_probs.detach()
-        selected = select_positions(
-            confidence if confidence is not None else torch.zeros(x0.shape, device=x0.device),
-            superset, k, component, generator=gen,
-        )  # [b, l]
-        # 7. Reveal M \ S, 8. weight the kept set by 1 / t.
-        return LIFTNoisedBatch(
-            input_ids=apply_mask(x0, selected, batch.mask_token_id),
-            loss_weights=selected.float() * weight,
-            t=t,
-            normalization="batch",
-            metrics=selection_metrics(component, superset, selected, answer, confidence),
-            component=component,
+    def finish(self, plan: NoisePlan, scores) -> NoisedBatch:
+        state = plan.state
+        superset, component, k = state["superset"], state["component"], state["k"]
+        confidence = None if scores is None else scores.log_probs.detach()  # [b, l]
+        if self.approximate:
+            by_confidence = select_by_confidence(confidence, superset, k, component)
+            selected = torch.where(plan.score_rows[:, None], by_confidence, state["vanilla"])  # [b, l]
+            input_ids = plan.input_ids  # no reveal in the Top-K / Bottom-K rows
+        else:
+            zeros = torch.zeros(superset.shape, device=superset.device)
+            selected = select_positions(confidence if confidence is not None else zeros, superset, k, component,
+                                        generator=self.generator)  # [b, l]
+            # 7. Reveal M \ S: only S stays masked.
+            input_ids = apply_mask(state["x0"], selected, state["mask_token_id"])
+        # 8. Train on S with the 1 / t weight (t, not t + rho).
+        return NoisedBatch(
+            input_ids=input_ids,
+            loss_weights=selected.float() * time_weights(plan.t, self.loss_weighting)[:, None],
+            t=plan.t,
+            normalization="micro_batch",
+            metrics=selection_metrics(component, superset, selected, state["answer"], confidence),
+            groups={f"lift_{name}": component == code for code, name in enumerate(COMPONENT_NAMES)},
         )

@@ -9,8 +9,8 @@ where ``q`` masks each continuation token independently with probability ``t``. 
 ``mc_num`` samples at the midpoints of ``mc_num`` equal cells of ``[eps, 1]`` (a stratified grid:
 the inner expectation, a polynomial in ``t``, is integrated by the midpoint rule, whose error falls as
 ``1 / mc_num**2``, while the mask draws keep the estimate's spread at ``1 / sqrt(mc_num)``). The mask
-draws use the trainer's own functions (:mod:`trl_lift.masking`) and the gold tokens are scored with
-:func:`trl_lift.losses.gold_log_probs` (chunked, with Dream's logit shift), never ``B x L x V`` logits.
+draws use the trainer's own functions (:mod:`trl_lift.diffusion.masking`) and the gold tokens are scored with
+:func:`trl_lift.diffusion.scoring.gold_log_probs` (chunked, with Dream's logit shift), never ``B x L x V`` logits.
 
 ``estimator="count"`` uses the equivalent form LLaDA evaluates with (Nie et al. 2025, eq. 6): mask
 exactly ``l`` of the ``C`` continuation tokens, ``l`` uniform on ``1..C``, and weigh the sum by ``C / l``.
@@ -23,9 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
-from .losses import gold_log_probs
-from .masking import apply_mask, grid_times, mask_positions, random_subset
+from ..diffusion.masking import apply_mask, grid_times, mask_positions, random_subset
+from ..diffusion.scoring import gold_log_probs
 
 ESTIMATORS = ("time", "count")
 
@@ -136,11 +137,12 @@ def estimate_elbo(
     eps: float = 0.0,
     device=None,
     estimator: str = "time",
+    progress: bool = False,
 ) -> list[tuple[float, bool]]:
     """Monte-Carlo ELBO of each request's continuation given its context, batched across requests.
 
     Sample ``k`` of a request masks each continuation token with probability ``t_k`` (the grid
-    :func:`trl_lift.masking.grid_times`), scores the masked gold tokens and weighs their sum by
+    :func:`trl_lift.diffusion.masking.grid_times`), scores the masked gold tokens and weighs their sum by
     ``1 / t_k``; the estimate is the mean over the ``mc_num`` samples. One further pass with the whole
     continuation masked gives the greedy flag: ``True`` when every continuation token is the argmax
     of its position's prediction there (the continuation is what one parallel, fully-masked decoding
@@ -152,13 +154,15 @@ def estimate_elbo(
         mc_num: Monte-Carlo samples per request (>= 1).
         mask_token_id: the model's mask token.
         pad_token_id: id written on (attention-masked) right padding.
-        batch_size: sequences per forward pass (rows of all requests are batched together).
+        batch_size: sequences per forward pass (rows of all requests are batched together); requests
+            are processed ``batch_size // (mc_num + 1)`` at a time, which bounds the memory of the copies.
         eps: lower end of the time grid (0 estimates the ELBO over ``t ~ U(0, 1)``; the midpoints
             never reach 0).
         device: where the model runs (default: the model's device).
         estimator: ``"time"`` (default: stratified ``t``, each token masked with probability ``t``,
             weight ``1 / t``) or ``"count"`` (stratified ``l`` of ``C`` tokens masked, weight ``C / l``;
             LLaDA's lower-variance form of the same bound).
+        progress: show a progress bar over the request chunks.
 
     Returns:
         One ``(log-likelihood estimate, is_greedy)`` per request, in order.
@@ -168,6 +172,17 @@ def estimate_elbo(
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}.")
     device = device if device is not None else next(model.parameters()).device
+    chunk = max(1, batch_size // (mc_num + 1))
+    results = []
+    for first in tqdm(range(0, len(requests), chunk), disable=not progress, desc="likelihoods"):
+        results.extend(_estimate_chunk(model, requests[first:first + chunk], mc_num=mc_num, mask_token_id=mask_token_id,
+                                       pad_token_id=pad_token_id, batch_size=batch_size, eps=eps, device=device,
+                                       estimator=estimator))
+    return results
+
+
+def _estimate_chunk(model, requests, *, mc_num, mask_token_id, pad_token_id, batch_size, eps, device, estimator):
+    """:func:`estimate_elbo` of a few requests, all of whose rows are built at once."""
     times = grid_times(mc_num, eps=eps)  # [K]
     rows, weights = [], []  # weights: [K] per request, 1 / t_k or C / l_k
     for request in requests:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ..diffusion.masking import rank_positions, uniform
+
 REMASKING_STRATEGIES = ("low_confidence", "random", "entropy", "margin")
 
 
@@ -65,9 +67,9 @@ def propose_tokens(
     """
     if temperature == 0:
         return logits.argmax(dim=-1)
-    noise_device = generator.device if generator is not None else logits.device
-    uniform = torch.rand(logits.shape, generator=generator, dtype=torch.float64, device=noise_device)
-    gumbel_log = torch.log(-torch.log(uniform)).to(logits.device)  # [B, W, V]
+    draws = uniform(logits.shape, generator=generator, device=None if generator is not None else logits.device,
+                    dtype=torch.float64)  # on the generator's device
+    gumbel_log = torch.log(-torch.log(draws)).to(logits.device)  # [B, W, V]
     return (logits.to(torch.float64) - temperature * gumbel_log).argmax(dim=-1)
 
 
@@ -102,8 +104,7 @@ def token_confidence(
         ``[B, W]`` float confidences.
     """
     if remasking == "random":
-        noise_device = generator.device if generator is not None else logits.device
-        return torch.rand(tokens.shape, generator=generator, device=noise_device).to(logits.device)
+        return uniform(tokens.shape, generator=generator, device=logits.device)
     if remasking not in REMASKING_STRATEGIES:
         raise ValueError(f"remasking must be one of {REMASKING_STRATEGIES}, got {remasking!r}.")
     dtype = torch.promote_types(logits.dtype, torch.float32)
@@ -117,36 +118,6 @@ def token_confidence(
         top2 = probs.topk(2, dim=-1).values  # [B, W, 2]
         return top2[..., 0] - top2[..., 1]
     return torch.special.xlogy(probs, probs).sum(dim=-1)  # entropy: sum p log p, with 0 log 0 = 0
-
-
-def rank_by_confidence(confidence: torch.Tensor) -> torch.Tensor:
-    """Rank of each position within its row: 0 for the most confident, ties to the leftmost.
-
-    Args:
-        confidence: ``[B, W]`` confidences (``-inf`` for positions that may not be committed).
-
-    Returns:
-        ``[B, W]`` int64 ranks.
-    """
-    order = torch.sort(confidence, dim=-1, descending=True, stable=True).indices  # [B, W]
-    ranks = torch.empty_like(order)
-    positions = torch.arange(order.shape[-1], device=order.device).expand_as(order)
-    return ranks.scatter_(-1, order, positions)
-
-
-def select_by_quota(confidence: torch.Tensor, candidates: torch.Tensor, quota: torch.Tensor) -> torch.Tensor:
-    """Commit each row's ``quota`` most confident candidates (the reference rule).
-
-    Args:
-        confidence: ``[B, W]`` confidences.
-        candidates: ``[B, W]`` bool, positions that may be committed (still masked, inside the window).
-        quota: ``[B]`` number of positions each row commits.
-
-    Returns:
-        ``[B, W]`` bool, the positions to commit. Never more than a row's candidates.
-    """
-    scores = confidence.masked_fill(~candidates, float("-inf"))
-    return (rank_by_confidence(scores) < quota.reshape(-1, 1)) & candidates
 
 
 def select_by_threshold(confidence: torch.Tensor, candidates: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -164,5 +135,5 @@ def select_by_threshold(confidence: torch.Tensor, candidates: torch.Tensor, thre
         ``[B, W]`` bool, the positions to commit (none in a row without candidates).
     """
     scores = confidence.masked_fill(~candidates, float("-inf"))
-    best = rank_by_confidence(scores) == 0
+    best = rank_positions(scores) == 0
     return ((scores >= threshold) | best) & candidates

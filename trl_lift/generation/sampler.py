@@ -10,7 +10,7 @@ reproduces the reference token for token (see ``../shared/docs/models.md``). Whe
 the reference on purpose:
 
 - confidence is computed in float32 or wider and exact ties go to the leftmost position
-  (:mod:`trl_lift.sampling_schedule`); the reference's bf16 confidences and ``topk`` order do not;
+  (:mod:`trl_lift.generation.schedule`); the reference's bf16 confidences and ``topk`` order do not;
 - left-padded rows get position ids from the attention mask, so a row of a batch equals its solo run;
 - ``confidence_eos_eot_inf`` removes both EOS and end-of-turn from the confidence at every
   temperature (the reference drops EOS only at temperature 0);
@@ -23,134 +23,15 @@ later step, which the cached paths do not revisit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from .model_facts import get_diffusion_facts, is_bidirectional
-from .sampling_cache import CACHE_MODES, CanvasForward, canvas_position_ids
-from .sampling_schedule import (
-    REMASKING_STRATEGIES,
-    propose_tokens,
-    select_by_quota,
-    select_by_threshold,
-    token_confidence,
-    transfer_schedule,
-)
-
-THRESHOLD_REMASKING = ("low_confidence", "margin")
-
-
-@dataclass
-class DiffusionGenerationConfig:
-    """Settings of :func:`diffusion_generate`. Defaults are LLaDA's reference settings."""
-
-    gen_length: int = field(default=128, metadata={"help": "Number of tokens to generate (>= 1)."})
-    block_length: int = field(
-        default=128,
-        metadata={"help": "Tokens per semi-autoregressive block; must divide gen_length. gen_length = one block."},
-    )
-    steps: int = field(
-        default=128,
-        metadata={
-            "help": "Total decoding steps, split evenly among the blocks: a multiple of gen_length // block_length, "
-            "at most block_length per block. Ignored by threshold decoding, which runs until each block is full."
-        },
-    )
-    temperature: float = field(
-        default=0.0, metadata={"help": "0 = greedy (argmax); > 0 = Gumbel-max sampling in float64."}
-    )
-    remasking: str = field(
-        default="low_confidence",
-        metadata={"help": f"Confidence that picks the positions to commit: one of {REMASKING_STRATEGIES}."},
-    )
-    cfg_scale: float = field(
-        default=0.0, metadata={"help": "Classifier-free guidance scale (>= 0); 0 disables it (one pass per step)."}
-    )
-    threshold: float | None = field(
-        default=None,
-        metadata={
-            "help": "Confidence threshold in (0, 1] for parallel decoding (Fast-dLLM): each step commits the most "
-            "confident position and every one at least this confident. None = the reference per-step quota. "
-            f"Needs remasking in {THRESHOLD_REMASKING}."
-        },
-    )
-    cache: str = field(
-        default="none",
-        metadata={"help": f"KV caching, one of {CACHE_MODES}: none (exact), prefix, dual (both approximate)."},
-    )
-    logits_eos_inf: bool = field(
-        default=False, metadata={"help": "Never propose EOS (its logit set to -inf); the reference's flag."}
-    )
-    confidence_eos_eot_inf: bool = field(
-        default=False,
-        metadata={
-            "help": "Give proposals of EOS / end-of-turn zero confidence so they are committed last (the reference's "
-            "flag; it defers those tokens, it does not forbid them)."
-        },
-    )
-    suppress_mask_token: bool | None = field(
-        default=None,
-        metadata={
-            "help": "Never propose the mask token. The reference can (tiny random models do): such a position stays "
-            "masked and the exact path decodes it again later, as the reference does. None = suppress on the fast "
-            "paths (a cache or a threshold), which would leave it masked, and not on the exact path."
-        },
-    )
-    mask_token_id: int | None = field(default=None, metadata={"help": "None = the model's facts."})
-    eos_token_id: int | None = field(default=None, metadata={"help": "None = the model's facts."})
-    eot_token_id: int | None = field(default=None, metadata={"help": "End-of-turn id; None = the model's facts."})
-    progress: bool = field(default=False, metadata={"help": "Show a tqdm progress bar over decoding steps."})
-
-    def __post_init__(self):
-        def require(ok: bool, message: str):
-            if not ok:
-                raise ValueError(message)
-
-        for name in ("gen_length", "block_length", "steps"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and value >= 1, f"{name} must be a positive integer, got {value!r}.")
-        require(
-            self.gen_length % self.block_length == 0,
-            f"gen_length ({self.gen_length}) must be a multiple of block_length ({self.block_length}): "
-            f"set block_length to a divisor of gen_length, or block_length = gen_length for a single block.",
-        )
-        blocks = self.gen_length // self.block_length
-        require(
-            self.steps % blocks == 0,
-            f"steps ({self.steps}) must divide evenly among the {blocks} blocks (gen_length // block_length): "
-            f"use a multiple of {blocks}, e.g. steps={blocks * max(1, self.steps // blocks)}.",
-        )
-        require(
-            self.steps // blocks <= self.block_length,
-            f"steps per block ({self.steps // blocks}) exceeds block_length ({self.block_length}); the extra steps "
-            f"would commit nothing: use steps <= gen_length ({self.gen_length}).",
-        )
-        require(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}.")
-        require(
-            self.remasking in REMASKING_STRATEGIES,
-            f"remasking must be one of {REMASKING_STRATEGIES}, got {self.remasking!r}.",
-        )
-        require(self.cfg_scale >= 0, f"cfg_scale must be >= 0 (0 disables guidance), got {self.cfg_scale}.")
-        require(self.cache in CACHE_MODES, f"cache must be one of {CACHE_MODES}, got {self.cache!r}.")
-        if self.threshold is not None:
-            require(
-                0 < self.threshold <= 1,
-                f"threshold must be in (0, 1] (a probability), or None for the per-step quota; got {self.threshold}.",
-            )
-            require(
-                self.remasking in THRESHOLD_REMASKING,
-                f"threshold decoding compares a probability-like confidence with the threshold: use remasking in "
-                f"{THRESHOLD_REMASKING}, not {self.remasking!r}, or threshold=None.",
-            )
-
-    @property
-    def num_blocks(self) -> int:
-        return self.gen_length // self.block_length
-
-    @property
-    def steps_per_block(self) -> int:
-        return self.steps // self.num_blocks
+from ..diffusion.masking import top_k_positions
+from ..models.facts import get_diffusion_facts, is_bidirectional, text_config
+from .cache import CanvasForward, canvas_position_ids
+from .config import DiffusionGenerationConfig
+from .schedule import propose_tokens, select_by_threshold, token_confidence, transfer_schedule
 
 
 @dataclass
@@ -200,8 +81,7 @@ def _resolve_ids(model, config: DiffusionGenerationConfig) -> tuple[int, int | N
 
 
 def _vocab_size(model) -> int | None:
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    return getattr(config, "vocab_size", None)
+    return getattr(text_config(model), "vocab_size", None)
 
 
 def _check_inputs(model, input_ids, attention_mask, mask_id: int) -> None:
@@ -313,7 +193,7 @@ def diffusion_generate(
             window = canvas[:, start:block_end]
             candidates = window == mask_id
             if config.threshold is None:
-                commit = select_by_quota(confidence, candidates, quotas[:, step])
+                commit = top_k_positions(confidence, candidates, quotas[:, step])  # the reference's quota
             else:
                 commit = select_by_threshold(confidence, candidates, config.threshold)
             canvas[:, start:block_end] = torch.where(commit, proposals, window)

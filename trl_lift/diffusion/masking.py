@@ -1,7 +1,7 @@
-"""Forward noising of masked diffusion LMs: times, answer masks and mask draws.
+"""Forward noising of masked diffusion LMs: times, answer masks, mask draws and ranking.
 
 Pure tensor functions, randomness passed in as a ``torch.Generator``; shared by the trainer, the
-LIFT callback and baselines, the lm-eval likelihood and the tests (LLaDA, Nie et al. 2025;
+token-weighting methods, the sampler, the lm-eval likelihood and the tests (LLaDA, Nie et al. 2025;
 MDLM, Sahoo et al. 2024). None of them mutates its inputs.
 """
 
@@ -99,22 +99,34 @@ def random_subset(candidates: torch.Tensor, k: torch.Tensor, *, generator=None) 
     return top_k_positions(scores, candidates, k)
 
 
-def top_k_positions(scores: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """The ``k[b]`` highest-scoring candidate positions of each row.
+def rank_positions(scores: torch.Tensor) -> torch.Tensor:
+    """Rank of each position within its row: 0 for the highest score, ties to the lower position.
 
-    Ties are broken towards the lower position (a stable descending sort).
+    A stable descending sort in the scores' own precision (float32 at least: bf16 scores would
+    create ties), so float64 scores keep their order.
+
+    Args:
+        scores: ``[B, L]`` float (``-inf`` for positions that may not be chosen).
+
+    Returns:
+        ``[B, L]`` int64 ranks.
+    """
+    scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
+    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices
+    ranks = torch.empty_like(order)
+    return ranks.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+
+
+def top_k_positions(scores: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The ``k[b]`` highest-scoring candidate positions of each row (ties to the lower position).
 
     Args:
         scores: ``[B, L]`` float.
         candidates: ``[B, L]`` bool; other positions are never chosen.
-        k: ``[B]`` integer counts.
+        k: ``[B]`` integer counts (a row with fewer candidates gets them all).
 
     Returns:
         ``[B, L]`` bool.
     """
-    masked_scores = scores.float().masked_fill(~candidates, float("-inf"))
-    order = torch.sort(masked_scores, dim=1, descending=True, stable=True).indices
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(order.size(1), device=order.device).expand_as(order))
-    k = torch.minimum(k.to(rank.device).long(), candidates.sum(1))
-    return (rank < k[:, None]) & candidates
+    ranks = rank_positions(scores.masked_fill(~candidates, float("-inf")))
+    return (ranks < k.to(ranks.device).long().reshape(-1, 1)) & candidates

@@ -1,15 +1,16 @@
 """Per-family facts about diffusion language models, in one table keyed by family.
 
 Every consumer of a model (the loss, the LIFT scoring pass, the sampler, the lm-eval
-likelihood) reads the mask token, the logit shift and the stop tokens from here, through
-:func:`get_diffusion_facts`, so a fact is written once.
+likelihood, the loader) reads the mask token, the logit shift, the stop tokens, the LoRA
+targets and the tokenizer class from here, through :func:`get_diffusion_facts`, so a fact is
+written once. :func:`unwrap_model` and :func:`text_config` reach the model under any wrapper.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import torch
+from accelerate.utils import extract_model_from_parallel
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class DiffusionFacts:
         lora_target_modules: Default LoRA targets (module names of the native architecture).
         fused_head: ``True`` when the model is ``backbone + one linear head``, so gold-token
             log-probs can be computed in chunks without ``B x L x V`` logits.
+        tokenizer_class: native transformers tokenizer class for checkpoints whose
+            ``tokenizer_config.json`` names a remote-code class and that ship no ``tokenizer.json``.
     """
 
     family: str
@@ -40,6 +43,7 @@ class DiffusionFacts:
     supervise_padding: bool = False
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj")
     fused_head: bool = True
+    tokenizer_class: str | None = None
     extra: dict = field(default_factory=dict, compare=False)
 
 
@@ -54,6 +58,7 @@ FAMILY_FACTS: dict[str, DiffusionFacts] = {
         eot_token_id=126348,
         supervise_padding=True,
         lora_target_modules=("q_proj", "k_proj", "v_proj"),
+        tokenizer_class="PreTrainedTokenizerFast",
     ),
     "dream": DiffusionFacts(
         family="dream",
@@ -63,6 +68,8 @@ FAMILY_FACTS: dict[str, DiffusionFacts] = {
         eot_token_id=151645,
         supervise_padding=False,
         lora_target_modules=("q_proj", "k_proj", "v_proj"),
+        # DreamTokenizer (remote code) is a Qwen2 BPE tokenizer with extra special tokens.
+        tokenizer_class="Qwen2Tokenizer",
     ),
     # Any native transformers decoder whose config says is_causal=False.
     "bidirectional": DiffusionFacts(family="bidirectional", mask_token_id=None),
@@ -82,7 +89,26 @@ MODEL_TYPE_TO_FAMILY = {"llada": "llada", "Dream": "dream", "dream": "dream"}
 MASKED_LM_MODEL_TYPES = {"bert", "roberta", "modernbert", "distilbert", "xlm-roberta", "deberta-v2", "electra"}
 
 
-def _family_of(config) -> str:
+def unwrap_model(model):
+    """The transformers model under DDP, FSDP, DeepSpeed, ``torch.compile`` and PEFT wrappers.
+
+    Accelerate's own unwrapping (:func:`accelerate.utils.extract_model_from_parallel`), then PEFT's
+    ``get_base_model``; a plain model is returned as is.
+    """
+    model = extract_model_from_parallel(model, keep_torch_compile=False)
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def text_config(model_or_config):
+    """The text model's config of a model (any wrapper) or of a config (multimodal ones included)."""
+    config = model_or_config
+    if not hasattr(config, "to_dict"):  # a model, not a config
+        config = unwrap_model(model_or_config).config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def family_of(config) -> str:
+    """The facts-table key of a (text) config: its recorded family, its model type, else ``"bidirectional"``."""
     family = getattr(config, "diffusion_family", None)
     if family:
         return family
@@ -103,14 +129,13 @@ def _first_id(value) -> int | None:
 def get_diffusion_facts(model_or_config) -> DiffusionFacts:
     """Return the facts of a loaded model (or its config), the config's own ids taking precedence.
 
-    Works through PEFT and accelerate wrappers, since it only reads ``.config``.
+    Works through DDP / FSDP / DeepSpeed / ``torch.compile`` / PEFT wrappers (:func:`unwrap_model`).
 
     Raises:
         ValueError: if no mask token id can be found (the model cannot be used as a diffusion LM).
     """
-    config = getattr(model_or_config, "config", model_or_config)
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    base = FAMILY_FACTS[_family_of(config)]
+    config = text_config(model_or_config)
+    base = FAMILY_FACTS[family_of(config)]
     vocab = getattr(config, "vocab_size", None)
 
     def own_or_family(name):
@@ -140,24 +165,7 @@ def get_diffusion_facts(model_or_config) -> DiffusionFacts:
 
 def is_bidirectional(model_or_config) -> bool:
     """``True`` when the model attends in both directions (``config.is_causal is False``, or an encoder)."""
-    config = getattr(model_or_config, "config", model_or_config)
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    config = text_config(model_or_config)
     if getattr(config, "model_type", "") in MASKED_LM_MODEL_TYPES:
         return True
     return getattr(config, "is_causal", True) is False
-
-
-def shift_logits(logits: torch.Tensor, logit_shift: bool) -> torch.Tensor:
-    """Align logits with the positions they predict.
-
-    Args:
-        logits: ``[B, L, V]`` (or ``[B, L, ...]``) model outputs.
-        logit_shift: the family's ``logit_shift`` fact.
-
-    Returns:
-        ``[B, L, ...]`` where row ``i`` predicts token ``i``. With a shift, row ``i`` is the model's
-        row ``i - 1`` and row 0 repeats row 0 (position 0 is a prompt token, never predicted).
-    """
-    if not logit_shift:
-        return logits
-    return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)

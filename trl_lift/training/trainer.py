@@ -1,56 +1,29 @@
 """``DiffusionSFTTrainer``: TRL's ``SFTTrainer`` with the masked-diffusion objective.
 
 TRL prepares the data (prompt-completion, conversational, plain text; labels ``-100`` off the
-answer) and logs; this subclass only replaces the loss: noise the answer (through the
-token-weighting callback), score the gold tokens with TRL's chunked LM head, weight and normalise.
+answer) and logs; this subclass only replaces the loss. Each step the token-weighting method plans
+the noise, the trainer runs the scoring pass the plan asks for (no gradient, only the rows that
+need it), the method finishes the noised batch, and the trainer runs the training pass (TRL's
+chunked LM head) and normalises the loss. Every forward pass happens here; no method calls the model.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import replace
+import copy
 
 import torch
 from trl import SFTTrainer
 
+from ..diffusion.losses import diffusion_loss
+from ..diffusion.masking import answer_mask_from_labels, grid_times, sample_times
+from ..diffusion.scoring import GoldScores, gold_log_probs
+from ..methods import DiffusionBatch, NoisedBatch, NoisePlan, TokenWeightingCallback, build_method, noise_at_times
+from ..models.facts import get_diffusion_facts, is_bidirectional, unwrap_model
+from ..models.loading import load_diffusion_model, load_diffusion_tokenizer
 from .config import DiffusionSFTConfig
-from .loading import load_diffusion_model, load_diffusion_tokenizer
-from .losses import GoldScores, diffusion_loss, gold_log_probs
-from .masking import answer_mask_from_labels, grid_times, sample_times
-from .model_facts import get_diffusion_facts, is_bidirectional
-from .token_weighting import DiffusionBatch, NoisedBatch, TokenWeightingCallback, noise_at_times
-
-# token_weighting name -> "module:Class", imported when used.
-TOKEN_WEIGHTING_CLASSES = {
-    "vanilla": "trl_lift.token_weighting:VanillaMasking",
-    "lift": "trl_lift.lift:LIFTCallback",
-    "gift": "trl_lift.baselines:GIFTMasking",
-    "cart": "trl_lift.baselines:CARTWeighting",
-}
 
 # Masking-ratio bands for the per-band loss metric.
 T_BANDS = (("loss_t_low", 0.0, 1 / 3), ("loss_t_mid", 1 / 3, 2 / 3), ("loss_t_high", 2 / 3, 1.0 + 1e-6))
-
-
-# token_weighting name -> {constructor argument: DiffusionSFTConfig field}.
-TOKEN_WEIGHTING_SETTINGS = {
-    "vanilla": {},
-    "lift": {
-        "bands": "lift_bands", "rho_rule": "lift_rho_rule", "component_scope": "lift_component_scope",
-        "policy": "lift_policy", "components": "lift_components", "approximate": "lift_approximate",
-        "scoring_mode": "lift_scoring_mode",
-    },
-    "gift": {"scoring_mode": "gift_scoring_mode"},
-    "cart": {"p": "cart_p", "inverse_t": "cart_inverse_t"},
-}
-
-
-def build_token_weighting(name: str, args=None, **kwargs) -> TokenWeightingCallback:
-    """Instantiate the token-weighting callback registered under ``name``, configured from ``args``."""
-    module_name, class_name = TOKEN_WEIGHTING_CLASSES[name].split(":")
-    if args is not None:
-        kwargs = {key: getattr(args, field) for key, field in TOKEN_WEIGHTING_SETTINGS[name].items()} | kwargs
-    return getattr(importlib.import_module(module_name), class_name)(**kwargs)
 
 
 def _load_model(name_or_path: str, args: DiffusionSFTConfig, quantization_config):
@@ -59,9 +32,7 @@ def _load_model(name_or_path: str, args: DiffusionSFTConfig, quantization_config
         if "quantization_config" in kwargs:
             raise ValueError("quantization_config is set both as a trainer argument and in model_init_kwargs.")
         kwargs["quantization_config"] = quantization_config
-    dtype = kwargs.get("dtype", "float32")
-    if isinstance(dtype, str) and dtype != "auto":
-        kwargs["dtype"] = getattr(torch, dtype)
+    kwargs.setdefault("dtype", "float32")
     if args.distributed_state.distributed_type in ("MULTI_GPU", "DEEPSPEED"):
         kwargs["device_map"] = None
     return load_diffusion_model(name_or_path, **kwargs)
@@ -72,7 +43,8 @@ class DiffusionSFTTrainer(SFTTrainer):
 
     Same arguments as TRL's ``SFTTrainer``. A model given as a string goes through
     :func:`trl_lift.load_diffusion_model`; ``peft_config`` and ``quantization_config`` work as in TRL
-    (QLoRA is one argument). The token-weighting method comes from ``args.token_weighting`` unless a
+    (QLoRA is one argument), and a ``peft_config`` without ``target_modules`` gets the family's LoRA
+    targets. The token-weighting method comes from ``args.token_weighting`` unless a
     :class:`~trl_lift.TokenWeightingCallback` is passed in ``callbacks``.
     """
 
@@ -101,25 +73,32 @@ class DiffusionSFTTrainer(SFTTrainer):
                 "`model.config.is_causal = False` if the architecture is meant to be bidirectional."
             )
         self.facts = get_diffusion_facts(model)  # raises without a mask token
+        peft_config = kwargs.get("peft_config")
+        if peft_config is not None and getattr(peft_config, "target_modules", "n/a") is None:
+            peft_config = copy.deepcopy(peft_config)
+            peft_config.target_modules = set(self.facts.lora_target_modules)
+            kwargs["peft_config"] = peft_config
+        given = [cb for cb in kwargs.get("callbacks") or [] if isinstance(cb, TokenWeightingCallback)]
+        for method in given:
+            _check_method_matches(method, args)
         super().__init__(model, args, **kwargs)
-        # SFTTrainer gave the model TRL's fused LM head with the outputs losses.gold_log_probs reads.
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        base._trl_lift_fused_head = True
+        # SFTTrainer gave the model TRL's fused LM head with the outputs gold_log_probs reads.
+        unwrap_model(self.model)._trl_lift_fused_head = True
         self.supervise_padding = (
             self.facts.supervise_padding if args.supervise_padding is None else args.supervise_padding
         )
         if self.supervise_padding and self.facts.eos_token_id is None:
             raise ValueError("supervise_padding needs an EOS id: set model.config.eos_token_id.")
-        if not any(isinstance(cb, TokenWeightingCallback) for cb in self.callback_handler.callbacks):
-            self.add_callback(build_token_weighting(args.token_weighting, args))
+        if not given:
+            self.add_callback(build_method(args.token_weighting, args))
         self._eval_generator = torch.Generator()
 
-    # ---- the token-weighting callback (looked up each time: resuming replaces it) --------------
+    # ---- the token-weighting method (looked up each time: resuming replaces it) ------------------------
     @property
     def token_weighting(self) -> TokenWeightingCallback:
         return next(cb for cb in self.callback_handler.callbacks if isinstance(cb, TokenWeightingCallback))
 
-    # ---- batches --------------------------------------------------------------------------------
+    # ---- batches -------------------------------------------------------------------------------------------
     def _diffusion_batch(self, inputs: dict) -> DiffusionBatch:
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
         answer = answer_mask_from_labels(inputs["labels"], attention_mask, supervise_padding=self.supervise_padding)
@@ -147,27 +126,38 @@ class DiffusionSFTTrainer(SFTTrainer):
             count = self.accelerator.gather(count).sum()
         return count
 
-    # ---- the loss -------------------------------------------------------------------------------
-    def _scorer(self, model, batch: DiffusionBatch):
-        """LIFT's scoring pass: gold-token scores of a noised input, without gradient."""
+    # ---- forward passes --------------------------------------------------------------------------------------
+    @staticmethod
+    def _gold(model, batch: DiffusionBatch, input_ids, targets) -> GoldScores:
+        return gold_log_probs(model, input_ids, targets, attention_mask=batch.attention_mask)
 
-        def score(noised_ids, targets, *, train_mode: bool = True, rows=None):
-            was_training = model.training
-            model.train(train_mode)
-            try:
-                with torch.no_grad():
-                    if rows is None:
-                        return gold_log_probs(model, noised_ids, targets, attention_mask=batch.attention_mask)
-                    part = gold_log_probs(
-                        model, noised_ids[rows], targets[rows], attention_mask=batch.attention_mask[rows]
-                    )
-            finally:
-                model.train(was_training)
-            # Rows not scored get zeros (they need no scores: e.g. LIFT's vanilla rows).
-            spread = lambda x: x.new_zeros((rows.numel(), *x.shape[1:])).index_put((rows,), x)  # noqa: E731
-            return GoldScores(spread(part.log_probs), spread(part.entropy), spread(part.is_top1))
+    def _scoring_pass(self, model, batch: DiffusionBatch, plan: NoisePlan) -> GoldScores:
+        """Gold-token scores of the plan's input, without gradient, on the rows that need them."""
+        rows = plan.score_rows
+        was_training = model.training
+        model.train(plan.train_mode)
+        try:
+            with torch.no_grad():
+                if rows is None or rows.all():
+                    return self._gold(model, batch, plan.input_ids, plan.score_targets)
+                part = gold_log_probs(model, plan.input_ids[rows], plan.score_targets[rows],
+                                      attention_mask=batch.attention_mask[rows])
+                return part.rows(rows, rows.numel())  # the other rows read zeros
+        finally:
+            model.train(was_training)
 
-        return score
+    def _training_step_noise(self, model, batch: DiffusionBatch) -> tuple[NoisedBatch, GoldScores]:
+        """The method's noised batch for this step, and the training pass's scores (with gradient)."""
+        method = self.token_weighting
+        plan = method.plan(batch)  # 1. the method draws the noise
+        if plan.one_pass:  # 2a. one pass: the method selects from the training pass's own scores
+            scores = self._gold(model, batch, plan.input_ids, plan.score_targets)
+            return method.finish(plan, scores.detached()), scores
+        # 2b. the scoring pass the plan asks for; 3. the method finishes; 4. the training pass.
+        scores = None if plan.score_targets is None else self._scoring_pass(model, batch, plan)
+        noised = method.finish(plan, scores)
+        targets = batch.input_ids.masked_fill(noised.loss_weights <= 0, -100)
+        return noised, self._gold(model, batch, noised.input_ids, targets)
 
     def _eval_noise(self, batch: DiffusionBatch) -> list[NoisedBatch]:
         size, device, args = batch.input_ids.size(0), batch.input_ids.device, self.args
@@ -177,15 +167,19 @@ class DiffusionSFTTrainer(SFTTrainer):
             times = [t.expand(size) for t in grid_times(args.eval_timesteps, eps=args.time_epsilon, device=device)]
         return [noise_at_times(batch, t, generator=self._eval_generator, weighting=args.loss_weighting) for t in times]
 
+    # ---- the loss ----------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if model.training else "eval"
         batch = self._diffusion_batch(inputs)
         if mode == "train":
-            noised_list = [self.token_weighting.noise(batch, scorer=self._scorer(model, batch), args=self.args)]
+            steps = [self._training_step_noise(model, batch)]
             accumulation = getattr(self, "current_gradient_accumulation_steps", 1)
         else:
-            noised_list, accumulation, num_items_in_batch = self._eval_noise(batch), 1, None
-        losses = [self._loss(model, batch, noised, mode, accumulation, num_items_in_batch) for noised in noised_list]
+            steps, accumulation, num_items_in_batch = [], 1, None
+            for noised in self._eval_noise(batch):
+                targets = batch.input_ids.masked_fill(noised.loss_weights <= 0, -100)
+                steps.append((noised, self._gold(model, batch, noised.input_ids, targets)))
+        losses = [self._loss(batch, noised, scores, mode, accumulation, num_items_in_batch) for noised, scores in steps]
         loss = torch.stack(losses).mean()
         if mode == "train":
             tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
@@ -193,39 +187,24 @@ class DiffusionSFTTrainer(SFTTrainer):
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         return (loss, None) if return_outputs else loss
 
-    def _loss(self, model, batch, noised: NoisedBatch, mode, accumulation, num_items_in_batch):
-        # 1. Score only the tokens in the loss (chunked LM head, the family's shift applied).
-        targets = batch.input_ids.masked_fill(noised.loss_weights <= 0, -100)
-        scores = gold_log_probs(model, noised.input_ids, targets, attention_mask=batch.attention_mask)
-        if noised.reweight is not None:  # one-pass selection from this very forward
-            detached = GoldScores(scores.log_probs.detach(), scores.entropy.detach(), scores.is_top1)
-            weights, extra = noised.reweight(detached)
-            noised = replace(noised, loss_weights=weights, metrics={**noised.metrics, **extra}, reweight=None)
-        in_loss = noised.loss_weights > 0
-        # 2. Normalise over the accumulation window, so k micro-batches give the update of one k-times larger batch.
+    def _loss(self, batch, noised: NoisedBatch, scores: GoldScores, mode, accumulation, num_items_in_batch):
+        # Normalise over the accumulation window, so k micro-batches give the update of one k-times larger batch.
         normalization = self.args.loss_normalization or noised.normalization
-        if normalization == "sequence":
-            loss = diffusion_loss(
-                scores.log_probs, noised.loss_weights, batch.answer_mask,
-                normalization="sequence", num_sequences=batch.input_ids.size(0) * accumulation,
-            )
-        elif normalization == "batch" and num_items_in_batch is not None:
-            loss = diffusion_loss(
-                scores.log_probs, noised.loss_weights, batch.answer_mask,
-                normalization="batch", num_items=num_items_in_batch,
-            )
+        loss = diffusion_loss(
+            scores.log_probs, noised.loss_weights, batch.answer_mask, normalization=normalization,
+            num_items=num_items_in_batch, num_sequences=batch.input_ids.size(0) * accumulation,
+            num_micro_batches=accumulation,
+        )
+        if normalization == "batch" and num_items_in_batch is not None:
             if self.args.average_tokens_across_devices and self.args.world_size > 1:
                 loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks
-        else:
-            loss = diffusion_loss(
-                scores.log_probs, noised.loss_weights, batch.answer_mask, normalization=normalization
-            ) / accumulation
-        # 3. Metrics: masked-token accuracy, mask ratio, loss by band of t, the method's own.
-        self._log_step_metrics(mode, batch, noised, scores, in_loss)
+        self._log_step_metrics(mode, batch, noised, scores)
         return loss
 
-    def _log_step_metrics(self, mode, batch, noised, scores, in_loss):
+    def _log_step_metrics(self, mode, batch, noised, scores):
+        """Masked-token accuracy, loss by band of t and by group, and the method's own figures."""
         gather = lambda x: self.accelerator.gather_for_metrics(x.detach().reshape(-1))  # noqa: E731
+        in_loss = noised.loss_weights > 0
         n_loss = gather(in_loss.sum()).sum()
         n_correct = gather((scores.is_top1 & in_loss).sum()).sum()
         metrics = self._metrics[mode]
@@ -236,14 +215,14 @@ class DiffusionSFTTrainer(SFTTrainer):
             band = (t >= low) & (t < high)
             if band.any():
                 metrics[key].append(per_sequence[band].mean().item())
-        for name, group in noised.sequence_groups.items():
+        for name, group in noised.groups.items():
             group = gather(group)
             if group.any():
                 metrics[f"loss_{name}"].append(per_sequence[group].mean().item())
         for key, value in noised.metrics.items():
             metrics[key].append(float(value))
 
-    # ---- evaluation: deterministic masks, loss only ----------------------------------------------
+    # ---- evaluation: deterministic masks, loss only -------------------------------------------------------------
     def evaluate(self, *args, **kwargs):
         self._eval_generator.manual_seed(self.args.eval_seed)
         return super().evaluate(*args, **kwargs)
@@ -253,3 +232,14 @@ class DiffusionSFTTrainer(SFTTrainer):
         with torch.no_grad(), self.compute_loss_context_manager():
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
+
+
+def _check_method_matches(method: TokenWeightingCallback, args: DiffusionSFTConfig) -> None:
+    """A method passed in ``callbacks`` must agree with the config on the settings both hold."""
+    for name in ("time_epsilon", "loss_weighting"):
+        if getattr(method, name) != getattr(args, name):
+            raise ValueError(
+                f"{type(method).__name__}({name}={getattr(method, name)!r}) disagrees with "
+                f"DiffusionSFTConfig({name}={getattr(args, name)!r}), which the evaluation loss uses: give both the "
+                "same value."
+            )

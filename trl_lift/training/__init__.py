@@ -1,0 +1,1 @@
+"""Training: ``DiffusionSFTConfig`` and the thin ``DiffusionSFTTrainer`` over TRL's ``SFTTrainer``."""
