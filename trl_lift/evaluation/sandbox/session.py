@@ -292,10 +292,14 @@ class _Spares:
             spare = self._spares.pop(limits, None)
             self._spares[limits] = self._maker.submit(Sandbox, limits)
         if spare is not None:
-            box = spare.result()  # SandboxUnavailable here would come again below
-            if box.alive():
+            try:
+                box = spare.result()
+            except SandboxUnavailable:  # made when the system could not: try again now, and say why if not
+                box = None
+            if box is not None and box.alive():
                 return box
-            box.close()
+            if box is not None:
+                box.close()
         return Sandbox(limits)
 
     def close(self) -> None:
