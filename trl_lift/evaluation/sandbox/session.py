@@ -17,6 +17,7 @@ import select
 import signal
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -270,27 +271,34 @@ def _rebuild(type_name: str, message: str) -> BaseException:
 
 
 class _Spares:
-    """One started, never-used sandbox per set of limits, so that starting the next overlaps grading this one.
+    """Started, never-used sandboxes per set of limits, so that starting the next ones overlaps grading.
 
-    The spares are made by one long-lived thread: bubblewrap's ``--die-with-parent`` follows the thread
-    that started it, which must outlive the sandbox.
+    They are made by long-lived threads of their own: bubblewrap's ``--die-with-parent`` follows the
+    thread that started it, which must outlive the sandbox.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, count: int) -> None:
+        self._count = count
         self._lock = threading.Lock()
-        self._spares: dict[Limits, Future] = {}
-        self._maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trl_lift_sandbox")
-        self._pid = os.getpid()
+        self._pid = -1
+        self._reset()
         atexit.register(self.close)
+
+    def _reset(self) -> None:
+        self._spares: dict[Limits, deque[Future]] = {}
+        self._maker = ThreadPoolExecutor(max_workers=self._count, thread_name_prefix="trl_lift_sandbox")
+        self._pid = os.getpid()
 
     def take(self, limits: Limits) -> Sandbox:
         if sandbox_mode() != "bwrap":  # the fallback warns in the caller's thread, and is not worth a spare
             return Sandbox(limits)
         with self._lock:
-            if os.getpid() != self._pid:  # a forked copy of this process: the spares are the parent's
-                self._spares, self._pid = {}, os.getpid()
-            spare = self._spares.pop(limits, None)
-            self._spares[limits] = self._maker.submit(Sandbox, limits)
+            if os.getpid() != self._pid:  # a forked copy of this process: the spares and threads are the parent's
+                self._reset()
+            queue = self._spares.setdefault(limits, deque())
+            spare = queue.popleft() if queue else None
+            while len(queue) < self._count:
+                queue.append(self._maker.submit(Sandbox, limits))
         if spare is not None:
             try:
                 box = spare.result()
@@ -303,9 +311,10 @@ class _Spares:
         return Sandbox(limits)
 
     def close(self) -> None:
-        """Kill the spares (at exit, and before a change of ``TRL_LIFT_SANDBOX`` takes effect)."""
+        """Kill the spares (at exit)."""
         with self._lock:
-            spares, self._spares = list(self._spares.values()), {}
+            spares = [future for queue in self._spares.values() for future in queue]
+            self._spares = {}
         for spare in spares:
             try:
                 spare.result(timeout=START_TIMEOUT_S).close()
@@ -313,7 +322,7 @@ class _Spares:
                 pass
 
 
-_SPARES = _Spares()
+_SPARES = _Spares(count=min(4, max(2, os.cpu_count() or 2)))  # starting while one sample is graded
 
 
 def fresh_sandbox(limits: Limits = Limits()) -> Sandbox:
