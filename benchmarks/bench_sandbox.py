@@ -64,9 +64,9 @@ def main() -> None:
     graders = {"new": lambda d: run_tests(utils.humaneval_test(d, d["canonical_solution"])).passed}
     if args.against:
         old = _old_grader(args.against)
-        graders["old"] = lambda d: old(
-            f"{d['prompt']}{d['canonical_solution']}\n\n{d['test']}\n\ncheck({d['entry_point']})\n"
-        ).passed
+        graders["old"] = lambda d: (
+            old(f"{d['prompt']}{d['canonical_solution']}\n\n{d['test']}\n\ncheck({d['entry_point']})\n").passed
+        )
     rates: dict[str, list[float]] = {name: [] for name in graders}
     order = list(graders) + list(graders)[::-1]
     for _ in range(args.rounds):

@@ -57,13 +57,14 @@ def test_candidate_helpers_state_and_exceptions_the_tests_expect():
     )
     tests = (
         "assert f(2) == 4 and f(3) == 6\nassert count() == 2\n"
-        "try:\n    f(-1)\n    raise AssertionError('no error')\nexcept ValueError as e:\n    assert str(e) == 'negative'\n"
+        "try:\n    f(-1)\n    raise AssertionError('no error')\n"
+        "except ValueError as e:\n    assert str(e) == 'negative'\n"
     )
     assert grade(candidate, tests).passed
 
 
 def test_humaneval_shape_prompt_helpers_run_in_the_judge():
-    prompt = "def double(x):\n    return 2 * x\n\ndef quad(x):\n    \"\"\"Four times x.\"\"\"\n"
+    prompt = 'def double(x):\n    return 2 * x\n\ndef quad(x):\n    """Four times x."""\n'
     test = "def check(candidate):\n    assert candidate(3) == double(double(3))\n    assert candidate(0) == 0\n"
     judged = dict(judge_setup=prompt + test, names=("quad",))
     assert grade(prompt + "    return double(double(x))\n", "check(quad)\n", **judged).passed

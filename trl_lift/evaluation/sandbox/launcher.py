@@ -204,9 +204,12 @@ def _bwrap_command(as_root: bool, fds: dict[str, int], limits: Limits, config: s
 def _map_ids(pid: int) -> None:
     """Map the namespace's root to ours only for bubblewrap's set-up; the worker then becomes ``SANDBOX_UID``."""
     mapping = f"0 0 1\n{SANDBOX_UID} {SANDBOX_UID} 1\n"
-    for name, text in (("uid_map", mapping), ("setgroups", "deny"), ("gid_map", mapping)):
-        with open(f"/proc/{pid}/{name}", "w") as fh:
-            fh.write(text)
+    try:
+        for name, text in (("uid_map", mapping), ("setgroups", "deny"), ("gid_map", mapping)):
+            with open(f"/proc/{pid}/{name}", "w") as fh:
+                fh.write(text)
+    except OSError as error:  # e.g. a root without CAP_SETUID over its own user namespace
+        raise SandboxUnavailable(f"cannot map the sandbox's user ids ({error}): {_FIX}") from None
 
 
 def launch(limits: Limits) -> WorkerProcess:
@@ -307,4 +310,6 @@ def _launch_fallback(config: dict, child: dict[str, int], parent: dict[str, int]
         env={},
         start_new_session=True,
     )
-    return WorkerProcess(parent["request"], parent["reply"], parent["output"], process, process.pid, "unsafe-fallback", workdir)
+    return WorkerProcess(
+        parent["request"], parent["reply"], parent["output"], process, process.pid, "unsafe-fallback", workdir
+    )

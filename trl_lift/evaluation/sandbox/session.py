@@ -36,7 +36,13 @@ _SIGNALS = {
 }
 
 
-_CONFINED = {"uid": SANDBOX_UID, "CapEff": "0000000000000000", "CapPrm": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2"}
+_CONFINED = {
+    "uid": SANDBOX_UID,
+    "CapEff": "0000000000000000",
+    "CapPrm": "0000000000000000",
+    "NoNewPrivs": "1",
+    "Seccomp": "2",
+}
 
 
 class SandboxError(RuntimeError):
@@ -55,19 +61,19 @@ class Sandbox:
     """A worker in a fresh sandbox; a context manager that kills it on exit.
 
     Args:
-        limits: resource limits for everything inside.
+        limits: resource limits for everything inside (``None``: the defaults of :class:`Limits`).
 
     Raises:
         SandboxUnavailable: the operating system cannot provide the sandbox.
     """
 
-    def __init__(self, limits: Limits = Limits()) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
         self.failure: str | None = None  # why it died, if it did not simply close
         self.timed_out = False
         self.status: dict = {}
         self._tail = bytearray()
         self._buffer = bytearray()
-        self._process: WorkerProcess | None = launch(limits)
+        self._process: WorkerProcess | None = launch(limits or Limits())
         for fd in (self._process.requests, self._process.replies, self._process.output):
             os.set_blocking(fd, False)
         try:
@@ -325,10 +331,10 @@ class _Spares:
 _SPARES = _Spares(count=min(4, max(2, os.cpu_count() or 2)))  # starting while one sample is graded
 
 
-def fresh_sandbox(limits: Limits = Limits()) -> Sandbox:
+def fresh_sandbox(limits: Limits | None = None) -> Sandbox:
     """A sandbox that has run nothing yet, usually one started in the background while the last was used.
 
     Raises:
         SandboxUnavailable: the operating system cannot provide the sandbox.
     """
-    return _SPARES.take(limits)
+    return _SPARES.take(limits or Limits())
