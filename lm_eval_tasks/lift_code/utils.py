@@ -1,18 +1,19 @@
-"""lm-eval glue for the LIFT code tasks: prompts, program assembly, sandboxed scoring.
+"""lm-eval glue for the LIFT code tasks: prompts, what runs where, sandboxed scoring.
 
-Execution lives in :mod:`trl_lift.evaluation.code_execution`; these functions
-bind it to HumanEval's and MBPP's fields.
+Grading lives in :mod:`trl_lift.evaluation.code_execution`: the model's code
+runs in the sandbox, the dataset's tests run in this process and call it
+across the boundary. These functions bind it to HumanEval's and MBPP's fields.
 """
 
-from trl_lift.evaluation.code_execution import run_program
+from trl_lift.evaluation.code_execution import CodeTest, run_tests
 from trl_lift.evaluation.data import load_benchmark
 
 __all__ = [
-    "humaneval_program",
     "humaneval_prompt",
+    "humaneval_test",
     "load_benchmark",
-    "mbpp_program",
     "mbpp_prompt",
+    "mbpp_test",
     "process_humaneval",
     "process_mbpp",
 ]
@@ -38,24 +39,35 @@ def mbpp_prompt(doc: dict) -> str:
     return f"{doc['text']}\nYour code should pass these tests:\n{FENCE}python\n{tests}\n{FENCE}"
 
 
-def humaneval_program(doc: dict, completion: str) -> str:
-    """Signature and docstring, the generated body, the tests, and the ``check`` call."""
-    return f"{doc['prompt']}{_code(completion)}\n\n{doc['test']}\n\ncheck({doc['entry_point']})\n"
+def humaneval_test(doc: dict, completion: str) -> CodeTest:
+    """Sandbox: the signature and docstring, then the generated body. Here: the prompt's helpers,
+    ``check``, and ``check(entry_point)`` with the sandboxed function."""
+    return CodeTest(
+        candidate=f"{doc['prompt']}{_code(completion)}\n",
+        tests=f"check({doc['entry_point']})\n",
+        judge_setup=f"{doc['prompt']}\n\n{doc['test']}\n",
+        names=(doc["entry_point"],),
+    )
 
 
-def mbpp_program(doc: dict, completion: str) -> str:
-    """The generated code, the task's test setup (it may use the solution's classes), then its asserts."""
-    tests = "\n".join(doc["test_list"])
-    return f"{_code(completion)}\n\n{doc.get('test_setup_code') or ''}\n{tests}\n"
+def mbpp_test(doc: dict, completion: str) -> CodeTest:
+    """Sandbox: the generated code, then the task's test setup (it builds the solution's objects). Here: the
+    asserts, calling the sandboxed functions."""
+    return CodeTest(
+        candidate=f"{_code(completion)}\n",
+        tests="\n".join(doc["test_list"]) + "\n",
+        sandbox_setup=doc.get("test_setup_code") or "",
+        reference=doc["code"],  # names the functions under test (MBPP 126's is called `sum`)
+    )
 
 
 def process_humaneval(doc: dict, results: list[str]) -> dict[str, float]:
-    """HumanEval pass@1: the program runs to its end in the sandbox."""
-    result = run_program(humaneval_program(doc, results[0]), timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB)
+    """HumanEval pass@1: ``check`` runs to its end against the sandboxed function."""
+    result = run_tests(humaneval_test(doc, results[0]), timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB)
     return {"pass@1": float(result.passed)}
 
 
 def process_mbpp(doc: dict, results: list[str]) -> dict[str, float]:
-    """MBPP pass@1: the program with its three asserts runs to its end in the sandbox."""
-    result = run_program(mbpp_program(doc, results[0]), timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB)
+    """MBPP pass@1: the three asserts run to their end against the sandboxed functions."""
+    result = run_tests(mbpp_test(doc, results[0]), timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB)
     return {"pass@1": float(result.passed)}
