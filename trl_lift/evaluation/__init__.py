@@ -7,7 +7,9 @@ concept per module:
 - :mod:`.answers`: last ``\\boxed{}`` / ``<answer>`` extraction, GSM8K numbers;
 - :mod:`.math_equivalence`: MATH-500 / AIME (math-verify) and GSM8K graders;
 - :mod:`.countdown`, :mod:`.sudoku`: seeded generators and checkers;
-- :mod:`.code_execution`: HumanEval / MBPP programs in a sandbox;
+- :mod:`.code_execution`: the HumanEval / MBPP judge, run outside the sandbox;
+- :mod:`.sandbox`: the OS-isolated process a candidate program runs in (bubblewrap, seccomp);
 - :mod:`.pass_at_k`: avg@K and unbiased pass@K;
-- :mod:`.data`: hub sets, local copies (``TRL_LIFT_DATA_DIR``), generated puzzles.
+- :mod:`.data`: hub sets, local copies (``TRL_LIFT_DATA_DIR``), generated puzzles;
+- :mod:`.likelihood`, :mod:`.lm_eval_model`: the ELBO estimate and the lm-eval model ``lift_dlm``.
 """
