@@ -37,6 +37,11 @@ left-padded batches: Dream passes a 4-D mask ``mask_i AND mask_j`` and position 
 pads at position 0. The logits of every non-pad position are identical (tested); only rows at pad
 positions differ, and Dream reads those only if its quirk re-masks a pad column.
 
+Not reproduced: Dream's per-step hooks (``generation_tokens_hook_func``, ``generation_logits_hook_func``)
+and intermediate history (``output_history``), which ``from_dream`` refuses; and the bare ``except``
+around Dream's categorical draw, which falls back to the argmax if torch.distributions rejects the
+probabilities (it accepts softmax outputs at Dream's vocabulary size in float32 and bf16, measured).
+
 Randomness (``origin``'s draws, ``temperature > 0``, ``alg_temp > 0``) comes from the same torch
 calls in the same order as Dream's (``rand``, a categorical draw through ``multinomial``,
 ``multinomial`` without replacement), on the model's device: a generator on that device, or
