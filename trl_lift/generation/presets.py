@@ -110,32 +110,16 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
          "confidence_eos_eot_inf": "stated by the source (EOS / end-of-turn proposals committed last); lift_dlm "
                                    "needs max_gen_toks >= 1024 (its default is 1024)"},
     ),
-    Preset(
-        "fast_dllm_prefix", _LLADA, _FAST_DLLM + ", prefix cache",
-        {"gen_length": 256, "block_length": 32, "threshold": 0.9, "cache": "prefix", "remasking": "low_confidence",
-         "temperature": 0.0},
-        {**_FAST_NOTES, "cache": "stated by the source (the prefix-cache configuration)"},
-        "--tasks gsm8k --num_fewshot 5",
-    ),
-    Preset(
-        "fast_dllm_dual", _LLADA, _FAST_DLLM + ", dual cache",
-        {"gen_length": 256, "block_length": 32, "threshold": 0.9, "cache": "dual", "remasking": "low_confidence",
-         "temperature": 0.0},
-        {**_FAST_NOTES, "cache": "stated by the source (the dual-cache configuration)"},
-        "--tasks gsm8k --num_fewshot 5",
-    ),
-    Preset(
-        "dream_gsm8k", _DREAM, _DREAM_SOURCE + ", gsm8k_cot 0-shot chat",
-        {"schedule": "dream", "gen_length": 256, "steps": 256, "temperature": 0.1, "top_p": 0.9, "alg": "entropy"},
-        _DREAM_NOTES,
-        "--tasks gsm8k_cot --num_fewshot 0 --apply_chat_template",
-    ),
-    Preset(
-        "dream_math", _DREAM, _DREAM_SOURCE + ", minerva_math 0-shot chat",
-        {"schedule": "dream", "gen_length": 512, "steps": 512, "temperature": 0.1, "top_p": 0.9, "alg": "entropy"},
-        _DREAM_NOTES,
-        "--tasks minerva_math --num_fewshot 0 --apply_chat_template",
-    ),
+    *(Preset(f"fast_dllm_{cache}", _LLADA, f"{_FAST_DLLM}, {cache} cache",
+             {"gen_length": 256, "block_length": 32, "threshold": 0.9, "cache": cache, "remasking": "low_confidence",
+              "temperature": 0.0},
+             {**_FAST_NOTES, "cache": f"stated by the source (the {cache}-cache configuration)"},
+             "--tasks gsm8k --num_fewshot 5") for cache in ("prefix", "dual")),
+    *(Preset(name, _DREAM, f"{_DREAM_SOURCE}, {task} 0-shot chat",
+             {"schedule": "dream", "gen_length": length, "steps": length, "temperature": 0.1, "top_p": 0.9,
+              "alg": "entropy"},
+             _DREAM_NOTES, f"--tasks {task} --num_fewshot 0 --apply_chat_template")
+      for name, task, length in (("dream_gsm8k", "gsm8k_cot", 256), ("dream_math", "minerva_math", 512))),
 )}
 
 
