@@ -2,9 +2,10 @@
 
 ``lm_eval --model lift_dlm --model_args pretrained=GSAI-ML/LLaDA-8B-Instruct,peft=ADAPTER --tasks ...``
 
-- ``generate_until`` decodes with :func:`trl_lift.diffusion_generate` (LLaDA's sampler; Fast-dLLM's
-  caches and threshold decoding), batched over left-padded prompts grouped by sampler settings;
-  each request's settings come from :meth:`DiffusionGenerationConfig.from_request`.
+- ``generate_until`` decodes with :func:`trl_lift.diffusion_generate` (LLaDA's or Dream's sampler;
+  Fast-dLLM's caches and threshold decoding), batched over left-padded prompts grouped by sampler
+  settings; each request's settings come from :meth:`DiffusionGenerationConfig.from_request`, and
+  ``preset=NAME`` selects a published protocol (:mod:`trl_lift.generation.presets`).
 - ``loglikelihood`` is the Monte-Carlo masked-diffusion ELBO of :mod:`trl_lift.evaluation.likelihood`.
 - Every request draws its randomness from a generator seeded by ``seed`` and the request itself (task,
   document, arguments, repeat number), never by process or batch position, so data-parallel runs give
@@ -26,6 +27,7 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm import tqdm
 
 from ..generation.config import SAMPLER_FIELDS, DiffusionGenerationConfig
+from ..generation.presets import preset_values
 from ..generation.sampler import diffusion_generate
 from ..models.facts import get_diffusion_facts, text_config, unwrap_model
 from ..models.loading import load_diffusion_model, load_diffusion_tokenizer
@@ -58,6 +60,7 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
             depend on the batch composition). Default: such requests run one by one.
         add_bos_token: prepend the tokenizer's special tokens to prompts; ``None`` = the tokenizer's
             behaviour, except for text that already starts with the BOS token (chat templates).
+        preset: a named protocol's sampler settings (:mod:`trl_lift.generation.presets`); ``**sampler`` overrides them.
         **sampler: any :class:`trl_lift.DiffusionGenerationConfig` field, overriding every request.
     """
 
@@ -66,7 +69,8 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
                  mc_estimator: str = "time", mc_batch_size: int | None = None, batch_size: int | str = 1,
                  max_batch_size: int | None = None, max_gen_toks: int = 1024, max_length: int | None = None,
                  device: str | None = None, seed: int = 1234, batch_stochastic: bool = False,
-                 add_bos_token: bool | None = None, trust_remote_code: bool = False, **sampler) -> None:
+                 add_bos_token: bool | None = None, trust_remote_code: bool = False, preset: str | None = None,
+                 **sampler) -> None:
         super().__init__()
         unknown = sorted(set(sampler) - set(SAMPLER_FIELDS))
         if unknown:
@@ -76,7 +80,8 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
         if isinstance(batch_size, str):
             logger.warning("lift_dlm: batch_size=%r is read as 1 (no automatic batch size search).", batch_size)
             batch_size = int(batch_size) if batch_size.isdigit() else 1
-        self.sampler_overrides, self.max_gen_toks = dict(sampler), int(max_gen_toks)
+        self.preset, self.max_gen_toks = preset, int(max_gen_toks)
+        self.sampler_overrides = {**(preset_values(preset) if preset else {}), **sampler}
         DiffusionGenerationConfig.from_request({}, overrides=self.sampler_overrides)  # fail fast on bad settings
         self.pretrained, self.peft, self.revision = pretrained, peft, revision
         self.mc_num, self.mc_estimator, self.batch_size = int(mc_num), mc_estimator, int(batch_size)
@@ -186,8 +191,7 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
             jobs.append((prompt, resolved, generator, request))
         settings = lambda job: dataclasses.asdict(job[1].config)  # noqa: E731
         collator = Collator(jobs, sort_fn=lambda job: -len(job[0]), group_fn=settings, group_by="gen_kwargs")
-        stochastic = lambda config: config.temperature > 0 or config.remasking == "random"  # noqa: E731
-        batch_of = lambda i, group: 1 if stochastic(group[0][1].config) and not self.batch_stochastic else self.batch_size  # noqa: E731,E501
+        batch_of = lambda i, group: 1 if group[0][1].config.is_stochastic and not self.batch_stochastic else self.batch_size  # noqa: E731,E501
         outputs, progress = [], tqdm(total=len(requests), disable=disable_tqdm, desc="lift_dlm generation")
         for batch in collator.get_batched(n=self.batch_size, batch_fn=batch_of):
             tokens = self._generate_batch([job[0] for job in batch], batch[0][1].config, batch[0][2])
@@ -232,7 +236,7 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
             "pretrained": self.pretrained, "peft": self.peft, "revision": self.revision,
             "dtype": str(self.torch_dtype), "family": self.facts.family, "mask_token_id": self.facts.mask_token_id,
             "model_num_parameters": sum(p.numel() for p in unwrap_model(self.model).parameters()),
-            "sampler_model_args": dict(self.sampler_overrides),
+            "preset": self.preset, "sampler_model_args": dict(self.sampler_overrides),  # the preset's, then model_args
             "sampler_defaults": dataclasses.asdict(DiffusionGenerationConfig()),
             "max_gen_toks": self.max_gen_toks, "mc_num": self.mc_num, "mc_estimator": self.mc_estimator,
             "likelihood": "Monte-Carlo masked-diffusion ELBO, stratified (trl_lift.evaluation.likelihood)",

@@ -154,7 +154,8 @@ class CanvasForward:
         length = canvas.shape[1]
         if self.mode == "none" or refresh:
             self.cache = None
-            rows = predicting_rows(torch.arange(start, end, device=canvas.device), self.logit_shift)
+            # Position 0 has no row before it: read it from row 0 (Dream's rule, logits_at_positions').
+            rows = predicting_rows(torch.arange(start, end, device=canvas.device), self.logit_shift).clamp(min=0)
             logits, cache = self._run(tokens, slice(0, length), rows, self.attention_mask, self.mode != "none")
             if self.mode != "none":
                 self._keep(cache, predicting_rows(block_start, self.logit_shift), end)

@@ -1,8 +1,12 @@
 """``DiffusionGenerationConfig``: the sampler's settings, and how one lm-eval request resolves them.
 
-Defaults are LLaDA's reference settings (Nie et al. 2025). :meth:`DiffusionGenerationConfig.from_request`
-is the pure rule that turns a request's generation kwargs (``until``, ``max_gen_toks``,
-``temperature``, ...) and a run's overrides into the config of that request.
+Defaults are LLaDA's reference settings (Nie et al. 2025); ``schedule="dream"`` selects Dream's own
+sampler (Ye et al. 2025, :mod:`trl_lift.generation.dream`), built with Dream's argument names by
+:meth:`DiffusionGenerationConfig.from_dream`; :meth:`DiffusionGenerationConfig.preset` gives the
+settings of a published evaluation (:mod:`trl_lift.generation.presets`).
+:meth:`DiffusionGenerationConfig.from_request` is the pure rule that turns a request's generation
+kwargs (``until``, ``max_gen_toks``, ``temperature``, ...) and a run's overrides into the config of
+that request.
 """
 
 from __future__ import annotations
@@ -12,14 +16,24 @@ from dataclasses import dataclass, field
 
 from ..checks import check_field_choices, require
 from .cache import CACHE_MODES
+from .dream import DREAM_ALGS, DREAM_FIELDS, check_dream_settings, dream_kwargs
+from .presets import preset_settings
 from .schedule import REMASKING_STRATEGIES
 
 THRESHOLD_REMASKING = ("low_confidence", "margin")
+SCHEDULES = ("llada", "dream")
 
 
 @dataclass
 class DiffusionGenerationConfig:
-    """Settings of :func:`diffusion_generate`. Defaults are LLaDA's reference settings."""
+    """Settings of :func:`diffusion_generate`. Defaults are LLaDA's reference settings.
+
+    ``schedule="llada"`` (default): LLaDA's semi-autoregressive blocks, the masks of a block spread
+    evenly over its steps. ``schedule="dream"``: Dream's sampler, the whole span on a time grid,
+    with the Dream-only fields ``alg``, ``alg_temp``, ``eps``, ``top_p``, ``top_k`` (``None``
+    under the llada schedule); ``block_length`` must then equal ``gen_length``, ``steps`` may be
+    any positive number and ``remasking`` is unused.
+    """
 
     gen_length: int = field(default=128, metadata={"help": "Number of tokens to generate (>= 1)."})
     block_length: int = field(
@@ -75,6 +89,29 @@ class DiffusionGenerationConfig:
             "paths (a cache or a threshold), which would leave it masked, and not on the exact path."
         },
     )
+    schedule: str = field(
+        default="llada",
+        metadata={"help": f"One of {SCHEDULES}: llada = LLaDA's semi-autoregressive blocks; dream = Dream's own "
+                          "sampler (use DiffusionGenerationConfig.from_dream).", "choices": SCHEDULES},
+    )
+    alg: str | None = field(
+        default=None,
+        metadata={"help": f"Dream schedule: how positions are picked, one of {DREAM_ALGS}; None = 'origin' "
+                          "(Dream's default: each mask committed with probability 1 - s/t)."},
+    )
+    alg_temp: float | None = field(
+        default=None,
+        metadata={"help": "Dream schedule: >= 0; > 0 draws the committed positions from softmax(confidence / "
+                          "alg_temp), None or 0 takes the most confident."},
+    )
+    eps: float | None = field(
+        default=None, metadata={"help": "Dream schedule: last time of the grid linspace(1, eps, steps + 1), in [0, 1); "
+                                        "None = 1e-3 (Dream's default)."},
+    )
+    top_p: float | None = field(
+        default=None, metadata={"help": "Dream schedule: nucleus filter in (0, 1]; None = off."},
+    )
+    top_k: int | None = field(default=None, metadata={"help": "Dream schedule: top-k filter (>= 1); None = off."})
     mask_token_id: int | None = field(default=None, metadata={"help": "None = the model's facts."})
     eos_token_id: int | None = field(default=None, metadata={"help": "None = the model's facts."})
     eot_token_id: int | None = field(default=None, metadata={"help": "End-of-turn id; None = the model's facts."})
@@ -84,6 +121,28 @@ class DiffusionGenerationConfig:
         for name in ("gen_length", "block_length", "steps"):
             value = getattr(self, name)
             require(isinstance(value, int) and value >= 1, f"{name} must be a positive integer, got {value!r}.")
+        check_field_choices(self)
+        if self.schedule == "dream":
+            for name, default in DREAM_FIELDS.items():  # record Dream's defaults, not None
+                if getattr(self, name) is None:
+                    setattr(self, name, default)
+        else:
+            self._check_blocks()
+        require(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}.")
+        require(self.cfg_scale >= 0, f"cfg_scale must be >= 0 (0 disables guidance), got {self.cfg_scale}.")
+        if self.threshold is not None:
+            require(
+                0 < self.threshold <= 1,
+                f"threshold must be in (0, 1] (a probability), or None for the per-step quota; got {self.threshold}.",
+            )
+            require(
+                self.remasking in THRESHOLD_REMASKING,
+                f"threshold decoding compares a probability-like confidence with the threshold: use remasking in "
+                f"{THRESHOLD_REMASKING}, not {self.remasking!r}, or threshold=None.",
+            )
+        check_dream_settings(self)
+
+    def _check_blocks(self) -> None:
         require(
             self.gen_length % self.block_length == 0,
             f"gen_length ({self.gen_length}) must be a multiple of block_length ({self.block_length}): "
@@ -100,19 +159,6 @@ class DiffusionGenerationConfig:
             f"steps per block ({self.steps // blocks}) exceeds block_length ({self.block_length}); the extra steps "
             f"would commit nothing: use steps <= gen_length ({self.gen_length}).",
         )
-        require(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}.")
-        check_field_choices(self)
-        require(self.cfg_scale >= 0, f"cfg_scale must be >= 0 (0 disables guidance), got {self.cfg_scale}.")
-        if self.threshold is not None:
-            require(
-                0 < self.threshold <= 1,
-                f"threshold must be in (0, 1] (a probability), or None for the per-step quota; got {self.threshold}.",
-            )
-            require(
-                self.remasking in THRESHOLD_REMASKING,
-                f"threshold decoding compares a probability-like confidence with the threshold: use remasking in "
-                f"{THRESHOLD_REMASKING}, not {self.remasking!r}, or threshold=None.",
-            )
 
     @property
     def num_blocks(self) -> int:
@@ -121,6 +167,45 @@ class DiffusionGenerationConfig:
     @property
     def steps_per_block(self) -> int:
         return self.steps // self.num_blocks
+
+    @property
+    def is_stochastic(self) -> bool:
+        """Whether decoding draws random numbers (Dream's ``origin`` does at every temperature)."""
+        if self.temperature > 0:
+            return True
+        if self.schedule == "dream":
+            return self.alg == "origin" or bool(self.alg_temp)
+        return self.remasking == "random"
+
+    @classmethod
+    def from_dream(cls, **kwargs) -> "DiffusionGenerationConfig":
+        """Dream's own sampler, from the arguments of Dream's ``DreamGenerationConfig``.
+
+        ``max_new_tokens`` (required), ``steps`` (512), ``eps`` (1e-3), ``alg`` (``"origin"``),
+        ``alg_temp`` (None), ``temperature`` (0.0), ``top_p`` (None), ``top_k`` (None), with Dream's
+        defaults in brackets, and ``mask_token_id``; ``output_history=False``,
+        ``return_dict_in_generate`` (the output is always a ``DiffusionGenerateOutput``) and
+        ``num_return_sequences=1`` are accepted. With :func:`diffusion_generate` this reproduces
+        Dream's ``diffusion_generate`` token for token at temperature 0 (see
+        :mod:`trl_lift.generation.dream` for its quirks, reproduced, and what differs).
+
+        Raises:
+            ValueError: for an unknown argument, ``max_length`` (it counts the prompt), or a value out
+                of range, naming the fix.
+        """
+        return cls(**dream_kwargs(kwargs))
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "DiffusionGenerationConfig":
+        """The sampler settings of a published evaluation (:data:`trl_lift.generation.presets.PRESETS`).
+
+        ``overrides`` (any field) replace the preset's values; under the dream schedule
+        ``block_length`` follows ``gen_length``.
+
+        Raises:
+            ValueError: for an unknown name, listing the presets.
+        """
+        return cls(**preset_settings(name, overrides))
 
     @classmethod
     def from_request(
@@ -132,7 +217,9 @@ class DiffusionGenerationConfig:
         ``gen_kwargs`` (a task's ``generation_kwargs`` and ``--gen_kwargs``) > the defaults. The new
         tokens are the request's ``max_gen_toks`` (or ``gen_length``), capped at ``max_gen_toks``; the
         canvas is rounded up to whole blocks, and the steps per block stay what the settings give
-        (``steps`` over the blocks of their own ``gen_length``; by default one token per step).
+        (``steps`` over the blocks of their own ``gen_length``; by default one token per step). Under
+        ``schedule="dream"`` the canvas is one span of the new tokens, ``steps`` counts for the whole
+        span (default: the new tokens), and a request's ``top_p`` / ``top_k`` are sampler settings.
         ``do_sample=False`` means temperature 0, ``do_sample=True`` without a temperature means 1.
 
         Args:
@@ -150,7 +237,10 @@ class DiffusionGenerationConfig:
         until = kwargs.pop("until", None)
         requested = kwargs.pop("max_gen_toks", None)
         do_sample = kwargs.pop("do_sample", None)
+        dream = overrides.get("schedule", kwargs.get("schedule")) == "dream"
         for name in IGNORED_GEN_KWARGS:
+            if dream and name in DREAM_FIELDS:  # Dream's sampler has top_p / top_k
+                continue
             if kwargs.pop(name, None) is not None:
                 notes.append((name, f"the generation kwarg {name!r} has no meaning for diffusion sampling; ignored."))
         settings = {k: kwargs.pop(k) for k in list(kwargs) if k in SAMPLER_FIELDS}
@@ -172,6 +262,10 @@ class DiffusionGenerationConfig:
             notes.append((f"clamp{gen_length}", f"a request asks for {gen_length} new tokens; clamped to "
                           f"max_gen_toks={max_gen_toks} (raise it with --model_args max_gen_toks=N)."))
             gen_length = max_gen_toks
+        if dream:  # one span; steps count for the whole span (by default one token per step)
+            settings.setdefault("block_length", gen_length)
+            settings.setdefault("steps", gen_length)
+            return ResolvedRequest(cls(**{**settings, "gen_length": gen_length}), until, gen_length, notes)
         block = int(settings.get("block_length", min(defaults.block_length, gen_length)))
         if "steps" in settings:
             reference_blocks = -(-int(settings.get("gen_length", gen_length)) // block)

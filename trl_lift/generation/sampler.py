@@ -19,6 +19,9 @@ the reference on purpose:
 The fast paths (``cache`` other than ``"none"``, or a ``threshold``) never propose the mask token
 unless told otherwise (``suppress_mask_token``): the reference can, leaving the position masked for a
 later step, which the cached paths do not revisit.
+
+``schedule="dream"`` runs Dream's own sampler instead (:mod:`trl_lift.generation.dream`), on the
+same canvas, attention convention and forward passes.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ..diffusion.masking import top_k_positions
 from ..models.facts import get_diffusion_facts, is_bidirectional, text_config
 from .cache import CanvasForward, canvas_position_ids
 from .config import DiffusionGenerationConfig
+from .dream import dream_decode
 from .schedule import propose_tokens, select_by_threshold, token_confidence, transfer_schedule
 
 
@@ -128,15 +132,17 @@ def diffusion_generate(
     plus with ``cache="none"`` any position an earlier block left masked) and commits the most
     confident ones: a per-step quota spread evenly over the block's steps (the reference), or all
     above ``threshold``. Committed tokens are final (a committed mask token, which only the exact
-    path proposes by default, leaves its position masked, as in the reference).
+    path proposes by default, leaves its position masked, as in the reference). With
+    ``schedule="dream"`` the whole span is decoded on Dream's time grid instead
+    (:func:`trl_lift.generation.dream.dream_decode`).
 
     Args:
         model: a bidirectional model (:func:`trl_lift.load_diffusion_model`), in eval mode.
         input_ids: ``[B, P]`` prompts, left-padded (the pad id must not be the mask id).
         attention_mask: ``[B, P]`` 0/1 mask, or ``None`` for unpadded prompts.
         generation_config: a :class:`DiffusionGenerationConfig`; ``None`` = its defaults.
-        generator: source of randomness (temperature > 0, ``remasking="random"``); ``None`` uses
-            torch's global generator.
+        generator: source of randomness (temperature > 0, ``remasking="random"``, Dream's ``origin``
+            and ``alg_temp``); ``None`` uses torch's global generator.
 
     Returns:
         :class:`DiffusionGenerateOutput` with ``sequences`` ``[B, P + gen_length]`` and ``nfe``.
@@ -173,7 +179,10 @@ def diffusion_generate(
     deferred = [i for i in (eos_id, eot_id) if i is not None] if config.confidence_eos_eot_inf else []
 
     progress = _progress_bar(config)
-    for block in range(config.num_blocks):
+    if config.schedule == "dream":
+        dream_decode(canvas, forward, config, prompt_length=prompt_length, mask_id=mask_id, banned_ids=banned_logits,
+                     generator=generator, progress=progress)
+    for block in range(config.num_blocks if config.schedule == "llada" else 0):
         block_start = prompt_length + block * config.block_length
         block_end = block_start + config.block_length
         masked = canvas[:, block_start:block_end] == mask_id  # [B, Lb]
