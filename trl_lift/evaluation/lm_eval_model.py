@@ -79,8 +79,9 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
         if isinstance(batch_size, str):
             logger.warning("lift_dlm: batch_size=%r is read as 1 (no automatic batch size search).", batch_size)
             batch_size = int(batch_size) if batch_size.isdigit() else 1
-        for name, value, low in (("mc_num", mc_num, 1), ("mc_batch_size", mc_batch_size, 1), ("batch_size", batch_size, 1),
-                                 ("max_gen_toks", max_gen_toks, 1), ("max_length", max_length, 2)):
+        for name, value, low in (("mc_num", mc_num, 1), ("mc_batch_size", mc_batch_size, 1),
+                                 ("batch_size", batch_size, 1), ("max_gen_toks", max_gen_toks, 1),
+                                 ("max_length", max_length, 2)):
             if value is not None:  # before anything loads; each range is in the docstring above
                 check_range(f"lift_dlm's {name}", value, low, integer=True)
         self.sampler_overrides, self.max_gen_toks = dict(sampler), int(max_gen_toks)

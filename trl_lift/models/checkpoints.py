@@ -20,12 +20,14 @@ WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+LORA_KINDS = ("lora_embedding_A", "lora_embedding_B", "lora_A", "lora_B")
 
 
 def looks_like_path(name: str) -> bool:
     """``True`` for a name that can only be a local path (a hub id is ``name`` or ``org/name``)."""
     name = os.fspath(name)
-    return name.startswith(("/", "./", "../", "~", ".\\")) or name.count("/") > 1 or "\\" in name or os.path.exists(name)
+    explicit = name.startswith(("/", "./", "../", "~", ".\\")) or name.count("/") > 1 or "\\" in name
+    return explicit or os.path.exists(name)
 
 
 def local_folder(name_or_path: str, *, what: str = "checkpoint", needs: str = "config.json") -> str | None:
@@ -39,7 +41,7 @@ def local_folder(name_or_path: str, *, what: str = "checkpoint", needs: str = "c
         if not os.path.isfile(os.path.join(name, needs)):
             inner = sorted(d for d in os.listdir(name) if os.path.isfile(os.path.join(name, d, needs)))
             hint = f" It holds {inner[:3]}{'...' if len(inner) > 3 else ''}: pass one of them." if inner else ""
-            raise FileNotFoundError(f"{name_or_path!r} is a folder without {needs}, so not a {what} folder.{hint}")
+            raise FileNotFoundError(f"{name_or_path!r} is a folder without {needs}, so it is no {what} folder.{hint}")
         return name
     if not looks_like_path(name_or_path):
         return None
@@ -66,7 +68,8 @@ def read_json(path: str) -> dict:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(
-            f"{path} is not valid JSON ({err}): the checkpoint is truncated or corrupt. Copy, download or save it again."
+            f"{path} is not valid JSON ({err}): the checkpoint is truncated or corrupt. Copy, download or save it "
+            "again."
         ) from None
 
 
@@ -165,7 +168,7 @@ def check_adapter_fits(model, adapter: str, base_name: str) -> None:
         for key in f.keys():
             shape = tuple(f.get_slice(key).get_shape())
             name = key.removeprefix("base_model.model.")
-            kind = next((k for k in ("lora_embedding_A", "lora_embedding_B", "lora_A", "lora_B") if f".{k}" in name), None)
+            kind = next((k for k in LORA_KINDS if f".{k}" in name), None)
             if kind is None:  # a fully saved module (modules_to_save): same shape as the base's parameter
                 if name in parameters and tuple(parameters[name].shape) != shape:
                     misfit.append(f"{key} is {list(shape)} but the base's {name} is {list(parameters[name].shape)}")

@@ -37,7 +37,7 @@ def check_resume_checkpoint(resume_from_checkpoint, args, *, deepspeed: bool = F
         resume_from_checkpoint: ``Trainer.train``'s argument: a folder, ``True`` (the last checkpoint
             of ``args.output_dir``), or ``None`` / ``False`` (nothing to check).
         args: the training arguments (``output_dir``, ``world_size``, ``process_index``).
-        deepspeed: DeepSpeed keeps the optimizer in its own folders; only the rest is checked.
+        deepspeed: DeepSpeed keeps the optimizer (and its scheduler) in its own folders; only the rest is checked.
 
     Raises:
         FileNotFoundError: for a checkpoint folder that does not exist, or one missing ``trainer_state.json``,
@@ -66,7 +66,7 @@ def check_resume_checkpoint(resume_from_checkpoint, args, *, deepspeed: bool = F
         missing.append(TRAINER_STATE_FILE)
     if not deepspeed and not _has_optimizer(checkpoint):
         missing.append(OPTIMIZER_FILES[0])
-    if not os.path.isfile(os.path.join(checkpoint, SCHEDULER_FILE)):
+    if not deepspeed and not os.path.isfile(os.path.join(checkpoint, SCHEDULER_FILE)):
         missing.append(SCHEDULER_FILE)
     if missing:
         raise FileNotFoundError(

@@ -62,7 +62,8 @@ class DiffusionSFTTrainer(SFTTrainer):
             args = DiffusionSFTConfig(f"{str(name).rstrip('/').split('/')[-1]}-diffusion-sft")
         elif not isinstance(args, DiffusionSFTConfig):
             raise TypeError(f"args must be a DiffusionSFTConfig, got {type(args).__name__}.")
-        check_dataset_columns(kwargs.get("train_dataset"), kwargs.get("eval_dataset"), args, kwargs.get("formatting_func"))
+        check_dataset_columns(kwargs.get("train_dataset"), kwargs.get("eval_dataset"), args,
+                              kwargs.get("formatting_func"))  # before anything loads
         if isinstance(model, str):
             if kwargs.get("processing_class") is None:
                 revision = (args.model_init_kwargs or {}).get("revision")
