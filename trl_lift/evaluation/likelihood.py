@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..diffusion.masking import apply_mask, grid_times, mask_positions, random_subset
 from ..diffusion.scoring import gold_log_probs
+from ..models.vocabulary import check_ids_in_vocabulary, check_mask_token_fits, vocabulary_size
 
 ESTIMATORS = ("time", "count")
 
@@ -171,6 +172,10 @@ def estimate_elbo(
         raise ValueError(f"mc_num must be a positive integer, got {mc_num}.")
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}.")
+    vocab = vocabulary_size(model)
+    check_mask_token_fits(vocab, mask_token_id)
+    ids = [pad_token_id, *(i for r in requests for i in (*r.context, *r.continuation))]
+    check_ids_in_vocabulary(torch.tensor([min(ids), max(ids)]), vocab, what="the requests' token ids (or pad_token_id)")
     device = device if device is not None else next(model.parameters()).device
     chunk = max(1, batch_size // (mc_num + 1))
     results = []

@@ -26,11 +26,13 @@ from lm_eval.models.utils_hf import get_dtype
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm import tqdm
 
+from ..checks import check_range
 from ..generation.config import SAMPLER_FIELDS, DiffusionGenerationConfig
 from ..generation.presets import preset_values
 from ..generation.sampler import diffusion_generate
 from ..models.facts import get_diffusion_facts, text_config, unwrap_model
 from ..models.loading import load_diffusion_model, load_diffusion_tokenizer
+from ..models.vocabulary import check_tokenizer_fits_model
 from .data_parallel import DataParallelMixin
 from .likelihood import ESTIMATORS, ELBORequest, estimate_elbo
 from .request_seeds import request_generators
@@ -48,12 +50,13 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
         dtype: ``"auto"`` (bfloat16 on an accelerator, float32 on CPU), or a torch dtype name.
         load_in_4bit: quantise the base model with bitsandbytes (compute in ``dtype``).
         revision, mask_token_id: passed to :func:`trl_lift.load_diffusion_model`.
-        mc_num: Monte-Carlo samples per likelihood request; ``mc_estimator``: ``"time"`` or ``"count"``
+        mc_num: Monte-Carlo samples per likelihood request (>= 1); ``mc_estimator``: ``"time"`` or ``"count"``
             (:func:`trl_lift.evaluation.likelihood.estimate_elbo`); ``mc_batch_size``: sequences per
-            likelihood forward pass (default ``batch_size * (mc_num + 1)``).
-        batch_size: prompts per sampler call (an int; ``"auto"`` is read as 1).
-        max_gen_toks: cap on a request's ``max_gen_toks`` (requests asking more are clamped, with a warning).
-        max_length: longest sequence fed to the model; ``None`` = ``config.max_position_embeddings``.
+            likelihood forward pass (>= 1; default ``batch_size * (mc_num + 1)``).
+        batch_size: prompts per sampler call (an int >= 1; ``"auto"`` is read as 1).
+        max_gen_toks: cap on a request's ``max_gen_toks`` (>= 1; requests asking more are clamped, with a warning).
+        max_length: longest sequence fed to the model (>= 2); ``None`` = ``config.max_position_embeddings``.
+            Longer prompts and likelihood contexts lose their first tokens, with a warning.
         device: ``None`` = CUDA when available; under ``accelerate launch`` each process takes its own.
         seed: base of the per-request seeds.
         batch_stochastic: batch sampled decoding with one generator per batch (faster; outputs then
@@ -80,6 +83,11 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
         if isinstance(batch_size, str):
             logger.warning("lift_dlm: batch_size=%r is read as 1 (no automatic batch size search).", batch_size)
             batch_size = int(batch_size) if batch_size.isdigit() else 1
+        for name, value, low in (("mc_num", mc_num, 1), ("mc_batch_size", mc_batch_size, 1),
+                                 ("batch_size", batch_size, 1), ("max_gen_toks", max_gen_toks, 1),
+                                 ("max_length", max_length, 2)):
+            if value is not None:  # before anything loads; each range is in the docstring above
+                check_range(f"lift_dlm's {name}", value, low, integer=True)
         self.preset, self.max_gen_toks = preset, int(max_gen_toks)
         self.sampler_overrides = {**(preset_values(preset) if preset else {}), **sampler}
         DiffusionGenerationConfig.from_request({}, overrides=self.sampler_overrides)  # fail fast on bad settings
@@ -100,6 +108,7 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
         self.model = (self.model if load_in_4bit else self.model.to(self._device)).eval()
         self.facts = get_diffusion_facts(self.model)
         self.tokenizer = load_diffusion_tokenizer(pretrained, revision=revision)
+        check_tokenizer_fits_model(self.tokenizer, self.model, self.facts.mask_token_id)
         self.pad_token_id = self.tokenizer.pad_token_id
         if self.pad_token_id is None or self.pad_token_id == self.facts.mask_token_id:
             self.pad_token_id = self.facts.eos_token_id
@@ -136,15 +145,27 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
             self._warned.add(key)
             logger.warning("lift_dlm: %s", message)
 
+    def _warn_cut(self, what: str, cuts: list[int], room: str) -> None:
+        """Warn once per kind of request that some were cut from the left to fit ``max_length``."""
+        cut = [c for c in cuts if c > 0]
+        if cut:
+            self._warn_once(f"cut {what}", (
+                f"{len(cut)} of {len(cuts)} {what} were longer than {room} and lost their first tokens ({max(cut)} "
+                f"at most, {sum(cut)} in all; max_length={self.max_length}): the model never sees them. Raise "
+                "--model_args max_length=N, or lower max_gen_toks / gen_length."))
+
     # --- likelihoods ------------------------------------------------------------------------------
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, generators=None) -> list[tuple[float, bool]]:
         """``requests``: ``((context, continuation), context_ids, continuation_ids)`` as TemplateLM builds them."""
-        elbo_requests = []
+        elbo_requests, cuts = [], []
         for i, (_, context, continuation) in enumerate(requests):
             if len(continuation) > self.max_length - 1:
-                raise ValueError(f"a continuation of {len(continuation)} tokens exceeds max_length={self.max_length}.")
+                raise ValueError(f"a continuation of {len(continuation)} tokens exceeds max_length={self.max_length}; "
+                                 "raise it with --model_args max_length=N.")
+            cuts.append(max(0, len(context) - (self.max_length - len(continuation))))
             context = context[-(self.max_length - len(continuation)):]
             elbo_requests.append(ELBORequest(context, continuation, generators[i] if generators else None))
+        self._warn_cut("likelihood contexts", cuts, "max_length minus the continuation")
         start = time.perf_counter()
         results = estimate_elbo(self.model, elbo_requests, mc_num=self.mc_num, mask_token_id=self.facts.mask_token_id,
                                 pad_token_id=self.pad_token_id, batch_size=self.mc_batch_size, device=self._device,
@@ -179,7 +200,7 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
 
     # --- generation -------------------------------------------------------------------------------
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        jobs = []  # (prompt ids, resolved request, generator, request)
+        jobs, cuts = [], []  # (prompt ids, resolved request, generator, request); tokens cut from each prompt
         for request, generator in zip(requests, request_generators(self.seed, requests)):
             context, gen_kwargs = request.args
             resolved = DiffusionGenerationConfig.from_request(
@@ -187,8 +208,11 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
             )
             for key, message in resolved.notes:
                 self._warn_once(key, message)
-            prompt = self.tok_encode(context)[-max(1, self.max_length - resolved.config.gen_length):]
-            jobs.append((prompt, resolved, generator, request))
+            prompt = self.tok_encode(context)
+            room = max(1, self.max_length - resolved.config.gen_length)
+            cuts.append(max(0, len(prompt) - room))
+            jobs.append((prompt[-room:], resolved, generator, request))
+        self._warn_cut("prompts", cuts, "max_length minus the generated tokens")
         settings = lambda job: dataclasses.asdict(job[1].config)  # noqa: E731
         collator = Collator(jobs, sort_fn=lambda job: -len(job[0]), group_fn=settings, group_by="gen_kwargs")
         batch_of = lambda i, group: 1 if group[0][1].config.is_stochastic and not self.batch_stochastic else self.batch_size  # noqa: E731,E501

@@ -32,6 +32,7 @@ import torch
 
 from ..diffusion.masking import top_k_positions
 from ..models.facts import get_diffusion_facts, is_bidirectional, text_config
+from ..models.vocabulary import check_ids_in_vocabulary
 from .cache import CanvasForward, canvas_position_ids
 from .config import DiffusionGenerationConfig
 from .dream import dream_decode
@@ -99,6 +100,7 @@ def _check_inputs(model, input_ids, attention_mask, mask_id: int) -> None:
             f"input_ids must be a [batch, prompt_length] integer tensor with prompt_length >= 1, got "
             f"shape {tuple(input_ids.shape)} and dtype {input_ids.dtype}; add a batch dimension with input_ids[None]."
         )
+    check_ids_in_vocabulary(input_ids, _vocab_size(model), what="input_ids (the prompts)")
     if (input_ids == mask_id).any():
         raise ValueError(
             f"input_ids contain the mask token id {mask_id}. If it is the padding id, pad with another token "

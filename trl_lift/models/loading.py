@@ -9,7 +9,6 @@ a native checkpoint that plain ``AutoModelForCausalLM.from_pretrained`` reloads.
 
 from __future__ import annotations
 
-import json
 import os
 
 import torch
@@ -25,9 +24,11 @@ from transformers import (
 )
 from transformers.utils import cached_file
 
+from .checkpoints import check_adapter_fits, check_weight_files, hub_error, local_folder, read_json
 from .facts import FAMILY_FACTS, MASKED_LM_MODEL_TYPES, MODEL_TYPE_TO_FAMILY, is_bidirectional
 from .native_configs import LLADA_KEY_MAPPING, dream_config_to_qwen2, llada_config_to_llama
 from .rope import enable_fp32_rope
+from .vocabulary import check_mask_token_fits
 
 
 def _refuse_remote_code(kwargs: dict) -> None:
@@ -38,12 +39,15 @@ def _refuse_remote_code(kwargs: dict) -> None:
 
 
 def _read_config_dict(name_or_path: str, revision=None, token=None, cache_dir=None) -> dict:
-    if os.path.isdir(name_or_path):
-        path = os.path.join(name_or_path, "config.json")
+    folder = local_folder(name_or_path)  # a path that does not exist is refused here, not sent to the hub
+    if folder is not None:
+        path = os.path.join(folder, "config.json")
     else:
-        path = cached_file(name_or_path, "config.json", revision=revision, token=token, cache_dir=cache_dir)
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            path = cached_file(name_or_path, "config.json", revision=revision, token=token, cache_dir=cache_dir)
+        except (OSError, ValueError) as err:
+            raise hub_error(name_or_path, err) from err
+    return read_json(path)
 
 
 
@@ -75,7 +79,9 @@ def load_diffusion_model(
         ``is_causal=False`` and ``mask_token_id``; see :func:`trl_lift.get_diffusion_facts`.
 
     Raises:
-        ValueError: for a causal model, an unsupported LLaDA variant, or ``trust_remote_code=True``.
+        ValueError: for a causal model, an unsupported LLaDA variant, ``trust_remote_code=True``, a mask id
+            outside the vocabulary, a truncated or corrupt checkpoint file, or an adapter that does not fit.
+        FileNotFoundError: for a local path that does not exist or is no checkpoint (adapter) folder.
     """
     _refuse_remote_code(from_pretrained_kwargs)
     dtype = from_pretrained_kwargs.get("dtype")
@@ -91,6 +97,11 @@ def load_diffusion_model(
                                                                            bnb_4bit_compute_dtype=compute)
     hub = {k: from_pretrained_kwargs.get(k) for k in ("revision", "token", "cache_dir")}
     raw = _read_config_dict(name_or_path, **hub)
+    # Before the weights load: a mask id beyond the checkpoint's embedding, a truncated or missing weight file.
+    given_mask = mask_token_id if mask_token_id is not None else raw.get("mask_token_id")
+    check_mask_token_fits(raw.get("embedding_size") or raw.get("vocab_size"), given_mask)
+    if local_folder(name_or_path) is not None:
+        check_weight_files(local_folder(name_or_path))
     model_type = raw.get("model_type")
 
     if model_type == "llada":
@@ -129,6 +140,7 @@ def load_diffusion_model(
     if adapter:
         from peft import PeftModel
 
+        check_adapter_fits(model, adapter, name_or_path)
         model = PeftModel.from_pretrained(model, adapter)
     return model
 

@@ -20,7 +20,10 @@ from ..diffusion.scoring import GoldScores, gold_log_probs
 from ..methods import DiffusionBatch, NoisedBatch, NoisePlan, TokenWeightingCallback, build_method, noise_at_times
 from ..models.facts import get_diffusion_facts, is_bidirectional, unwrap_model
 from ..models.loading import load_diffusion_model, load_diffusion_tokenizer
+from ..models.vocabulary import check_mask_token_fits, vocabulary_size
 from .config import DiffusionSFTConfig
+from .data_checks import check_dataset_columns, prepare_counted
+from .run_checks import FiniteLossGuard, check_resume_checkpoint
 
 # Masking-ratio bands for the per-band loss metric.
 T_BANDS = (("loss_t_low", 0.0, 1 / 3), ("loss_t_mid", 1 / 3, 2 / 3), ("loss_t_high", 2 / 3, 1.0 + 1e-6))
@@ -59,6 +62,8 @@ class DiffusionSFTTrainer(SFTTrainer):
             args = DiffusionSFTConfig(f"{str(name).rstrip('/').split('/')[-1]}-diffusion-sft")
         elif not isinstance(args, DiffusionSFTConfig):
             raise TypeError(f"args must be a DiffusionSFTConfig, got {type(args).__name__}.")
+        check_dataset_columns(kwargs.get("train_dataset"), kwargs.get("eval_dataset"), args,
+                              kwargs.get("formatting_func"))  # before anything loads
         if isinstance(model, str):
             if kwargs.get("processing_class") is None:
                 revision = (args.model_init_kwargs or {}).get("revision")
@@ -73,6 +78,8 @@ class DiffusionSFTTrainer(SFTTrainer):
                 "`model.config.is_causal = False` if the architecture is meant to be bidirectional."
             )
         self.facts = get_diffusion_facts(model)  # raises without a mask token
+        check_mask_token_fits(vocabulary_size(model), self.facts.mask_token_id)
+        self._checked_model = model  # _prepare_dataset checks the tokenizer and the data against it
         peft_config = kwargs.get("peft_config")
         if peft_config is not None and getattr(peft_config, "target_modules", "n/a") is None:
             peft_config = copy.deepcopy(peft_config)
@@ -92,6 +99,23 @@ class DiffusionSFTTrainer(SFTTrainer):
         if not given:
             self.add_callback(build_method(args.token_weighting, args))
         self._eval_generator = torch.Generator()
+        self._loss_guard = FiniteLossGuard(self.accelerator)
+        self.add_callback(self._loss_guard)
+
+    # ---- input checks (trl_lift.training.data_checks, run_checks) ----------------------------------------------
+    def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
+        """TRL's preparation, with the tokenizer and ids checked and the truncated / dropped examples counted."""
+        return prepare_counted(super()._prepare_dataset, self._checked_model, self.facts.mask_token_id, dataset,
+                               processing_class, args, packing, formatting_func, dataset_name)
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        check_resume_checkpoint(resume_from_checkpoint, self.args, deepspeed=self.is_deepspeed_enabled)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self._loss_guard.observe(loss, self.state.global_step + 1)  # no sync: read at logging / saving steps
+        return loss
 
     # ---- the token-weighting method (looked up each time: resuming replaces it) ------------------------
     @property
