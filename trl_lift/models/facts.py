@@ -90,13 +90,22 @@ MASKED_LM_MODEL_TYPES = {"bert", "roberta", "modernbert", "distilbert", "xlm-rob
 
 
 def unwrap_model(model):
-    """The transformers model under DDP, FSDP, DeepSpeed, ``torch.compile`` and PEFT wrappers.
+    """The transformers model under any nesting of DDP, FSDP, DeepSpeed, ``torch.compile`` and PEFT wrappers.
 
-    Accelerate's own unwrapping (:func:`accelerate.utils.extract_model_from_parallel`), then PEFT's
-    ``get_base_model``; a plain model is returned as is.
+    The one place the library unwraps: every reader of a model's facts and every caller of its
+    ``forward`` signature goes through here, so each works on the model as a trainer hands it over.
+    Accelerate's own unwrapping (:func:`accelerate.utils.extract_model_from_parallel`, which strips
+    the parallel containers and, at the top only, ``torch.compile``) and PEFT's ``get_base_model``
+    are applied until nothing changes, so nestings such as ``DDP(torch.compile(model))`` or
+    ``DDP(PeftModel(model))`` unwrap too. A plain model is returned as is.
     """
-    model = extract_model_from_parallel(model, keep_torch_compile=False)
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+    while True:
+        inner = extract_model_from_parallel(model, keep_torch_compile=False)
+        if hasattr(inner, "get_base_model"):  # PEFT
+            inner = inner.get_base_model()
+        if inner is model:
+            return model
+        model = inner
 
 
 def text_config(model_or_config):

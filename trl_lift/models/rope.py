@@ -16,6 +16,9 @@ import torch
 from transformers.models.llama import modeling_llama
 
 _ROTATION = "apply_rotary_pos_emb"
+# The stock rotation, bound once: ``torch.compile`` traces the rebound attention forward with the
+# rebound globals, under which ``modeling_llama.apply_rotary_pos_emb`` would name rotate_fp32 itself.
+_stock_rotation = modeling_llama.apply_rotary_pos_emb
 
 
 def rotate_fp32(q, k, cos, sin, unsqueeze_dim=1):
@@ -25,9 +28,9 @@ def rotate_fp32(q, k, cos, sin, unsqueeze_dim=1):
     stock rotation unchanged.
     """
     if cos.dtype == torch.float32 and q.dtype != torch.float32:
-        q_rot, k_rot = modeling_llama.apply_rotary_pos_emb(q.float(), k.float(), cos, sin, unsqueeze_dim)
+        q_rot, k_rot = _stock_rotation(q.float(), k.float(), cos, sin, unsqueeze_dim)
         return q_rot.to(q.dtype), k_rot.to(k.dtype)
-    return modeling_llama.apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim)
+    return _stock_rotation(q, k, cos, sin, unsqueeze_dim)
 
 
 def _rebound(function, name: str, value):

@@ -18,7 +18,7 @@ from ..diffusion.losses import diffusion_loss
 from ..diffusion.masking import answer_mask_from_labels, grid_times, sample_times
 from ..diffusion.scoring import GoldScores, gold_log_probs
 from ..methods import DiffusionBatch, NoisedBatch, NoisePlan, TokenWeightingCallback, build_method, noise_at_times
-from ..models.facts import get_diffusion_facts, is_bidirectional, unwrap_model
+from ..models.facts import get_diffusion_facts, is_bidirectional, text_config, unwrap_model
 from ..models.loading import load_diffusion_model, load_diffusion_tokenizer
 from ..models.vocabulary import check_mask_token_fits, vocabulary_size
 from .config import DiffusionSFTConfig
@@ -58,7 +58,7 @@ class DiffusionSFTTrainer(SFTTrainer):
         if pos:
             raise TypeError("Pass DiffusionSFTTrainer's arguments after `args` by keyword.")
         if args is None:
-            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
+            name = model if isinstance(model, str) else getattr(text_config(model), "_name_or_path", "model")
             args = DiffusionSFTConfig(f"{str(name).rstrip('/').split('/')[-1]}-diffusion-sft")
         elif not isinstance(args, DiffusionSFTConfig):
             raise TypeError(f"args must be a DiffusionSFTConfig, got {type(args).__name__}.")
