@@ -2,6 +2,12 @@
 
     python benchmarks/bench_sampler.py                 # CPU, one thread: a few minutes
     python benchmarks/bench_sampler.py --device cuda   # the same on a GPU
+    python benchmarks/bench_sampler.py --json out.json # also write the figures
+
+Every mode is also timed against (r), LLaDA's published ``generate`` as its repository writes it
+(full canvas, one full pass per step, ``torch.topk`` per row over the block's confidences, softmax in
+the logits' dtype), re-implemented here from ../shared/docs/models.md: the exact path must give its
+tokens (up to topk's unspecified tie order) at >= 2x its speed, the fast paths >= 8x.
 
 Builds a random LLaDA-shaped model big enough that the forward pass dominates (8 layers, d 256,
 prompt 256, generation 256, block 32 by default), redraws its weights so that predictions depend on
@@ -22,6 +28,7 @@ Measured on a shared 2-core CPU, one thread, batch 1 (tokens/s, NFE, agreement w
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -57,6 +64,47 @@ def build_model(args):
     return model.to(args.device), tokenizer
 
 
+def llada_generate(model, prompt, attention_mask, *, steps, gen_length, block_length, mask_id):
+    """LLaDA's published ``generate`` at temperature 0, low-confidence remasking, no CFG (see the docstring)."""
+    batch, prompt_length = prompt.shape
+    x = torch.full((batch, prompt_length + gen_length), mask_id, dtype=torch.long, device=prompt.device)
+    x[:, :prompt_length] = prompt
+    attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, gen_length)], dim=1)
+    num_blocks = gen_length // block_length
+    steps_per_block = steps // num_blocks
+    for b in range(num_blocks):
+        start, end = prompt_length + b * block_length, prompt_length + (b + 1) * block_length
+        masked = (x[:, start:end] == mask_id).sum(1, keepdim=True)  # [B, 1]
+        quota = masked.expand(batch, steps_per_block) // steps_per_block
+        quota = quota + (torch.arange(steps_per_block, device=x.device) < masked % steps_per_block).long()
+        for i in range(steps_per_block):
+            mask_index = x == mask_id
+            logits = model(x, attention_mask=attention_mask).logits
+            x0 = logits.argmax(-1)
+            p = torch.softmax(logits, dim=-1)
+            confidence = p.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+            confidence[:, end:] = -torch.inf
+            confidence = torch.where(mask_index, confidence, -torch.inf)
+            transfer = torch.zeros_like(x, dtype=torch.bool)
+            for j in range(batch):
+                _, chosen = torch.topk(confidence[j], k=int(quota[j, i]))
+                transfer[j, chosen] = True
+            x[transfer] = x0[transfer]
+    return x
+
+
+def run_reference(model, ids, mask, args, mask_id):
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = llada_generate(model, ids, mask, steps=args.gen_length, gen_length=args.gen_length,
+                             block_length=args.block_length, mask_id=mask_id)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - start
+
+
 def run_mode(model, ids, mask, cfg: DiffusionGenerationConfig, device: str):
     if device == "cuda":
         torch.cuda.synchronize()
@@ -67,7 +115,7 @@ def run_mode(model, ids, mask, cfg: DiffusionGenerationConfig, device: str):
     return out, time.perf_counter() - start
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--layers", type=int, default=8)
@@ -83,7 +131,9 @@ def main():
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
-    args = parser.parse_args()
+    parser.add_argument("--no-reference", action="store_true", help="skip LLaDA's generate (r)")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args(argv)
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
 
@@ -114,15 +164,38 @@ def main():
         results[name] = (out, seconds)
         print(f"  {name}: {seconds:.1f}s", flush=True)
 
+    reference = None
+    if not args.no_reference:
+        reference = run_reference(model, ids, mask, args, tokenizer.mask_token_id)
+        print(f"  r LLaDA generate: {reference[1]:.1f}s", flush=True)
+
     exact_out, exact_s = results["a exact"]
     generated = args.batch * args.gen_length
+    figures = {"model": {"layers": args.layers, "hidden": args.hidden, "dtype": args.dtype, "batch": args.batch,
+                         "prompt": args.prompt_length, "gen": args.gen_length, "block": args.block_length,
+                         "threshold": args.threshold, "device": args.device, "threads": torch.get_num_threads()},
+               "modes": {}}
+    if reference is not None:
+        ref_out, ref_s = reference
+        same = (exact_out.sequences == ref_out).float().mean().item()
+        figures["reference"] = {"tokens_per_s": generated / ref_s, "seconds": ref_s, "nfe": args.gen_length,
+                                "exact_agreement": same}
     print()
-    print("| mode | tokens/s | NFE | agreement with (a) | speed vs (a) |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| mode | tokens/s | NFE | agreement with (a) | speed vs (a) | speed vs (r) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    if reference is not None:
+        print(f"| r LLaDA generate | {generated / ref_s:.1f} | {args.gen_length} | {same:.3f} | {exact_s / ref_s:.2f}x | 1x |")
     for name, (out, seconds) in results.items():
         agree = (out.sequences[:, -args.gen_length :] == exact_out.sequences[:, -args.gen_length :]).float().mean()
-        print(f"| {name} | {generated / seconds:.1f} | {out.nfe} | {agree.item():.3f} | {exact_s / seconds:.2f}x |")
-
+        vs_ref = f"{ref_s / seconds:.2f}x" if reference is not None else "-"
+        print(f"| {name} | {generated / seconds:.1f} | {out.nfe} | {agree.item():.3f} | {exact_s / seconds:.2f}x | {vs_ref} |")
+        figures["modes"][name] = {"tokens_per_s": generated / seconds, "seconds": seconds, "nfe": out.nfe,
+                                  "agreement": agree.item(), "speed_vs_exact": exact_s / seconds,
+                                  "speed_vs_reference": ref_s / seconds if reference is not None else None}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
+    return figures
 
 if __name__ == "__main__":
     main()

@@ -44,7 +44,7 @@ def test_launch_arguments_validate(name):
     """accelerate's launcher reads the file into its launch arguments (what `accelerate launch` does first)."""
     parser = launch_command_parser()
     args = parser.parse_args(["--config_file", str(CONFIGS / name), "--num_processes", "2", "train.py"])
-    args, defaults, _ = _validate_launch_command(args)
+    args, _, _ = _validate_launch_command(args)
     assert isinstance(args, argparse.Namespace) and args.num_processes == 2 and args.mixed_precision == "bf16"
     distributed_type = EXPECTED[name][0]
     assert args.use_deepspeed == (distributed_type == DistributedType.DEEPSPEED)

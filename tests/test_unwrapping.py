@@ -11,7 +11,12 @@ import torch.distributed as dist
 from peft import LoraConfig, get_peft_model
 from torch.nn.parallel import DistributedDataParallel
 
-from trl_lift import DiffusionGenerationConfig, diffusion_generate, get_diffusion_facts, load_diffusion_model
+from trl_lift import (
+    DiffusionGenerationConfig,
+    diffusion_generate,
+    get_diffusion_facts,
+    load_diffusion_model,
+)
 from trl_lift.diffusion.scoring import gold_log_probs
 from trl_lift.evaluation.likelihood import ELBORequest, estimate_elbo
 from trl_lift.generation.cache import _accepts_logits_to_keep
@@ -106,7 +111,7 @@ def test_likelihood_through_ddp_and_peft_equals_the_plain_model(process_group, l
         return [ELBORequest([5, 6, 7], [8, 9], torch.Generator().manual_seed(3)),
                 ELBORequest([10, 11], [12, 13, 14], torch.Generator().manual_seed(4))]
 
-    kwargs = dict(mc_num=4, mask_token_id=llada_tokenizer.mask_token_id, pad_token_id=llada_tokenizer.pad_token_id)
+    kwargs = {"mc_num": 4, "mask_token_id": llada_tokenizer.mask_token_id, "pad_token_id": llada_tokenizer.pad_token_id}
     with torch.no_grad():
         want = estimate_elbo(plain, requests(), **kwargs)
         got = estimate_elbo(wrapped, requests(), **kwargs)
