@@ -48,6 +48,8 @@ class DiffusionBatch:
             supervised, filled with EOS and attended to; methods that exclude padding read it here).
         noise: per-example seeds (the trainer's): when set, every draw of the method comes from them
             instead of the method's generator, so a sequence's noise does not depend on its batch.
+        layout: the trainer's :class:`~trl_lift.training.packing.PackedLayout` when the rows are the
+            documents of a packed batch (the methods ignore it; the forward passes run packed).
     """
 
     input_ids: torch.Tensor
@@ -56,6 +58,7 @@ class DiffusionBatch:
     mask_token_id: int
     padding_mask: torch.Tensor | None = None
     noise: RowSeeds | None = None
+    layout: object | None = None
 
     @property
     def padding(self) -> torch.Tensor:

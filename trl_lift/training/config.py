@@ -38,9 +38,9 @@ class DiffusionSFTConfig(SFTConfig):
     """Configuration of :class:`~trl_lift.DiffusionSFTTrainer`.
 
     Everything of TRL's ``SFTConfig`` applies, with these differences: ``bf16`` defaults to what the
-    hardware supports (``False`` on a CPU), callback states are restored on resume (the noise
-    generator), and ``packing`` / ``padding_free`` are refused (packed documents would attend to each
-    other through bidirectional attention).
+    hardware supports (``False`` on a CPU), callback states are restored on resume, and ``packing`` /
+    ``padding_free`` pack whole documents that each attend only to themselves (:mod:`trl_lift.training.packing`; ``supervise_padding`` is
+    then off: there is no padding).
 
     The LIFT reference recipe's padding (every sequence padded to 4096 with EOS, the padding trained):
     ``max_length=4096, pad_to_max_length=True``.
@@ -135,11 +135,8 @@ class DiffusionSFTConfig(SFTConfig):
             raise ValueError(f"{self.token_weighting}_{err}") from None
         if self.eval_timesteps is not None:
             check_range("eval_timesteps", self.eval_timesteps, 1, integer=True)
-        require(
-            not (self.packing or self.padding_free),
-            "packing / padding_free are not supported by DiffusionSFTTrainer yet: with bidirectional attention the "
-            "packed documents would attend to each other. Set packing=False and padding_free=False.",
-        )
+        if self.packing or self.padding_free:
+            self._check_packing()
         if self.pad_to_max_length:
             require(self.max_length is not None, "pad_to_max_length needs max_length (e.g. max_length=4096).")
             require(self.pad_to_multiple_of in ("auto", None, self.max_length),
@@ -149,6 +146,18 @@ class DiffusionSFTConfig(SFTConfig):
             if self.supervise_padding is None:
                 self.supervise_padding = True
         super().__post_init__()
+
+    def _check_packing(self) -> None:
+        """Packing keeps each document whole and apart (trl_lift.training.packing): refuse what would not."""
+        require(not (self.packing and self.packing_strategy == "wrapped"),
+                "packing_strategy='wrapped' cuts documents at row ends and restarts no positions, so packed documents "
+                "would attend to each other; use packing_strategy='bfd' (the default).")
+        require(not self.pad_to_max_length,
+                "pad_to_max_length pads every sequence, packing removes the padding: set one of them.")
+        require(self.supervise_padding is not True,
+                "supervise_padding trains the trailing padding, and a packed batch has none: set "
+                "supervise_padding=None (or False) with packing / padding_free.")
+        self.supervise_padding = False
 
     def _refuse_settings_of_other_methods(self) -> None:
         """A ``<method>_*`` setting changed from its default while another method trains is a mistake."""

@@ -24,6 +24,7 @@ from ..models.loading import load_diffusion_model, load_diffusion_tokenizer
 from ..models.vocabulary import check_mask_token_fits, vocabulary_size
 from .config import DiffusionSFTConfig
 from .data_checks import check_dataset_columns, prepare_counted
+from .packing import check_packing_attention, document_inputs, packed_gold_log_probs
 from .run_checks import FiniteLossGuard, check_resume_checkpoint
 
 # Masking-ratio bands for the per-band loss metric.
@@ -78,6 +79,9 @@ class DiffusionSFTTrainer(SFTTrainer):
                 "causal model is silently wrong. Load it with trl_lift.load_diffusion_model, or set "
                 "`model.config.is_causal = False` if the architecture is meant to be bidirectional."
             )
+        self.packed = bool(args.packing or args.padding_free)
+        if self.packed:  # before any work: the backend must confine attention to each document
+            check_packing_attention(getattr(model.config, "_attn_implementation", None))
         self.facts = get_diffusion_facts(model)  # raises without a mask token
         check_mask_token_fits(vocabulary_size(model), self.facts.mask_token_id)
         self._checked_model = model  # _prepare_dataset checks the tokenizer and the data against it
@@ -131,6 +135,9 @@ class DiffusionSFTTrainer(SFTTrainer):
         return (self.args.seed if seed is None else seed), self.state.global_step
 
     def _diffusion_batch(self, inputs: dict, mode: str = "train") -> DiffusionBatch:
+        layout = None
+        if self.packed and "position_ids" in inputs:  # one document per row (trl_lift.training.packing)
+            layout, inputs = document_inputs(inputs)
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
         answer = answer_mask_from_labels(inputs["labels"], attention_mask, supervise_padding=self.supervise_padding)
         padding = attention_mask == 0
@@ -147,14 +154,15 @@ class DiffusionSFTTrainer(SFTTrainer):
             input_ids = input_ids.masked_fill(padding, self.facts.eos_token_id)
             attention_mask = torch.ones_like(attention_mask)
         return DiffusionBatch(input_ids, attention_mask, answer, self.facts.mask_token_id, padding_mask=padding,
-                              noise=noise)
+                              noise=noise, layout=layout)
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
         """Answer tokens over the accumulation window (and devices): the 'batch' normaliser."""
         if not batch_samples or "labels" not in batch_samples[0]:
             return None
         count = sum(
-            answer_mask_from_labels(b["labels"], b["attention_mask"], supervise_padding=self.supervise_padding).sum()
+            answer_mask_from_labels(b["labels"], b.get("attention_mask", torch.ones_like(b["labels"])),
+                                    supervise_padding=self.supervise_padding).sum()
             for b in batch_samples
         ).to(device)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
@@ -164,6 +172,8 @@ class DiffusionSFTTrainer(SFTTrainer):
     # ---- forward passes --------------------------------------------------------------------------------------
     @staticmethod
     def _gold(model, batch: DiffusionBatch, input_ids, targets) -> GoldScores:
+        if batch.layout is not None:
+            return packed_gold_log_probs(model, batch.layout, input_ids, targets)
         return gold_log_probs(model, input_ids, targets, attention_mask=batch.attention_mask)
 
     def _scoring_pass(self, model, batch: DiffusionBatch, plan: NoisePlan) -> GoldScores:
@@ -175,6 +185,11 @@ class DiffusionSFTTrainer(SFTTrainer):
             with torch.no_grad():
                 if rows is None or rows.all():
                     return self._gold(model, batch, plan.input_ids, plan.score_targets)
+                if batch.layout is not None:  # packed: one pass over the rows, the others' targets dropped
+                    targets = plan.score_targets.masked_fill(~rows[:, None], -100)
+                    part = self._gold(model, batch, plan.input_ids, targets)
+                    keep = lambda x: x.masked_fill(~rows[:, None], 0)  # noqa: E731
+                    return GoldScores(keep(part.log_probs), keep(part.entropy), keep(part.is_top1))
                 part = gold_log_probs(model, plan.input_ids[rows], plan.score_targets[rows],
                                       attention_mask=batch.attention_mask[rows])
                 return part.rows(rows, rows.numel())  # the other rows read zeros
@@ -217,7 +232,8 @@ class DiffusionSFTTrainer(SFTTrainer):
         losses = [self._loss(batch, noised, scores, mode, accumulation, num_items_in_batch) for noised, scores in steps]
         loss = torch.stack(losses).mean()
         if mode == "train":
-            tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            tokens = inputs["attention_mask"].sum() if "attention_mask" in inputs else batch.attention_mask.sum()
+            tokens = self.accelerator.gather_for_metrics(tokens).sum().item()
             self._total_train_tokens += tokens
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         return (loss, None) if return_outputs else loss
