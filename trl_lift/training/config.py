@@ -39,8 +39,8 @@ class DiffusionSFTConfig(SFTConfig):
 
     Everything of TRL's ``SFTConfig`` applies, with these differences: ``bf16`` defaults to what the
     hardware supports (``False`` on a CPU), callback states are restored on resume, and ``packing`` /
-    ``padding_free`` pack whole documents that each attend only to themselves (:mod:`trl_lift.training.packing`; ``supervise_padding`` is
-    then off: there is no padding).
+    ``padding_free`` pack whole documents that each attend only to themselves
+    (:mod:`trl_lift.training.packing`; ``supervise_padding`` is then off: there is no padding).
 
     The LIFT reference recipe's padding (every sequence padded to 4096 with EOS, the padding trained):
     ``max_length=4096, pad_to_max_length=True``.
