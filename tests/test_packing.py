@@ -103,3 +103,22 @@ def test_packing_refusals(tmp_path, llada_checkpoint, llada_tokenizer):
         DiffusionSFTTrainer(model, args=DiffusionSFTConfig(**base, packing=True),
                             train_dataset=Dataset.from_dict({"prompt": PROMPTS, "completion": ANSWERS}),
                             processing_class=llada_tokenizer)
+
+
+def test_packed_training_runs_end_to_end(tmp_path, llada_checkpoint, llada_tokenizer):
+    data = Dataset.from_dict({"prompt": PROMPTS * 4, "completion": ANSWERS * 4})
+    args = DiffusionSFTConfig(
+        output_dir=str(tmp_path), num_train_epochs=1, per_device_train_batch_size=2, per_device_eval_batch_size=2,
+        max_length=64, packing=True, lift=True, report_to="none", save_strategy="no", logging_steps=1,
+        dataloader_num_workers=0, dataloader_pin_memory=False, bf16=False, eval_timesteps=2,
+    )
+    trainer = DiffusionSFTTrainer(llada_checkpoint[0], args=args, train_dataset=data, eval_dataset=data,
+                                  processing_class=llada_tokenizer)
+    trainer.train()
+    logs = [log for log in trainer.state.log_history if "loss" in log]
+    rows = len(trainer.train_dataset)
+    assert rows < len(data) and len(logs) == (rows + 1) // 2  # several documents per row
+    assert all(0 < log["loss"] < 100 for log in logs)
+    assert logs[-1]["num_tokens"] == sum(len(ids) for ids in trainer.train_dataset["input_ids"])  # no padding
+    first, second = trainer.evaluate()["eval_loss"], trainer.evaluate()["eval_loss"]
+    assert first == second and first > 0
