@@ -50,7 +50,8 @@ def test_lift_shortcut_and_what_it_builds(tmp_path):
     ({"loss_normalization": "tokens"}, "loss_normalization must be one of"),
     ({"loss_weighting": "sqrt"}, "loss_weighting must be one of"),
     ({"time_epsilon": 1.0}, r"time_epsilon must be in \[0"),
-    ({"packing": True}, "packing / padding_free are not supported"),
+    ({"packing": True, "packing_strategy": "wrapped"}, "use packing_strategy='bfd'"),
+    ({"padding_free": True, "supervise_padding": True}, "a packed batch has none"),
     ({"pad_to_max_length": True, "max_length": None}, "pad_to_max_length needs max_length"),
     ({"pad_to_max_length": True, "max_length": 64, "pad_to_multiple_of": 8}, "drop pad_to_multiple_of"),
 ])

@@ -105,6 +105,7 @@ def gold_log_probs(
     attention_mask: torch.Tensor | None = None,
     position_ids: torch.Tensor | None = None,
     logit_shift: bool | None = None,
+    **model_kwargs,
 ) -> GoldScores:
     """Score ``targets`` at the positions where they are not ``-100``.
 
@@ -116,13 +117,15 @@ def gold_log_probs(
         position_ids: ``[B, L]`` or ``None`` (left-padded batches pass ``cumsum(mask) - 1``).
         logit_shift: the family's shift (Dream: logits at ``i`` predict ``i + 1``); read from the
             model's facts when ``None``.
+        **model_kwargs: passed to the model (a packed batch's attention arguments,
+            :meth:`trl_lift.training.packing.PackedLayout.attention_kwargs`).
 
     Returns:
         :class:`GoldScores` of shape ``[B, L]``, aligned with ``targets``.
     """
     facts = get_diffusion_facts(model)
     shift = facts.logit_shift if logit_shift is None else logit_shift
-    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, **model_kwargs}
     if position_ids is not None:
         kwargs["position_ids"] = position_ids
     if not facts.fused_head:

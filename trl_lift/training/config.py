@@ -38,9 +38,9 @@ class DiffusionSFTConfig(SFTConfig):
     """Configuration of :class:`~trl_lift.DiffusionSFTTrainer`.
 
     Everything of TRL's ``SFTConfig`` applies, with these differences: ``bf16`` defaults to what the
-    hardware supports (``False`` on a CPU), callback states are restored on resume (the noise
-    generator), and ``packing`` / ``padding_free`` are refused (packed documents would attend to each
-    other through bidirectional attention).
+    hardware supports (``False`` on a CPU), callback states are restored on resume, and ``packing`` /
+    ``padding_free`` pack whole documents that each attend only to themselves
+    (:mod:`trl_lift.training.packing`; ``supervise_padding`` is then off: there is no padding).
 
     The LIFT reference recipe's padding (every sequence padded to 4096 with EOS, the padding trained):
     ``max_length=4096, pad_to_max_length=True``.
@@ -105,13 +105,14 @@ class DiffusionSFTConfig(SFTConfig):
         metadata={
             "help": "Evaluate the loss at this many (an integer >= 1) fixed masking ratios (midpoints of equal cells of [eps, 1]) per "
             "batch and average them, for a low-variance, deterministic evaluation loss. None = one random t per "
-            "sequence. Evaluation masks always come from a generator reset to `eval_seed`, and the evaluation loss is "
+            "sequence. Evaluation masks always come from per-example seeds keyed by `eval_seed`, and the evaluation loss is "
             "the vanilla masked-diffusion loss whatever the training method, so that runs compare."
         },
     )
     eval_seed: int = field(
         default=1234,
-        metadata={"help": "Seed of the evaluation masks, reset at every evaluation so evaluations are comparable."},
+        metadata={"help": "Seed of the evaluation masks (with each sequence's tokens): every evaluation draws the "
+                  "same masks, so evaluations are comparable."},
     )
     restore_callback_states_from_checkpoint: bool = field(
         default=True,
@@ -134,11 +135,8 @@ class DiffusionSFTConfig(SFTConfig):
             raise ValueError(f"{self.token_weighting}_{err}") from None
         if self.eval_timesteps is not None:
             check_range("eval_timesteps", self.eval_timesteps, 1, integer=True)
-        require(
-            not (self.packing or self.padding_free),
-            "packing / padding_free are not supported by DiffusionSFTTrainer yet: with bidirectional attention the "
-            "packed documents would attend to each other. Set packing=False and padding_free=False.",
-        )
+        if self.packing or self.padding_free:
+            self._check_packing()
         if self.pad_to_max_length:
             require(self.max_length is not None, "pad_to_max_length needs max_length (e.g. max_length=4096).")
             require(self.pad_to_multiple_of in ("auto", None, self.max_length),
@@ -148,6 +146,18 @@ class DiffusionSFTConfig(SFTConfig):
             if self.supervise_padding is None:
                 self.supervise_padding = True
         super().__post_init__()
+
+    def _check_packing(self) -> None:
+        """Packing keeps each document whole and apart (trl_lift.training.packing): refuse what would not."""
+        require(not (self.packing and self.packing_strategy == "wrapped"),
+                "packing_strategy='wrapped' cuts documents at row ends and restarts no positions, so packed documents "
+                "would attend to each other; use packing_strategy='bfd' (the default).")
+        require(not self.pad_to_max_length,
+                "pad_to_max_length pads every sequence, packing removes the padding: set one of them.")
+        require(self.supervise_padding is not True,
+                "supervise_padding trains the trailing padding, and a packed batch has none: set "
+                "supervise_padding=None (or False) with packing / padding_free.")
+        self.supervise_padding = False
 
     def _refuse_settings_of_other_methods(self) -> None:
         """A ``<method>_*`` setting changed from its default while another method trains is a mistake."""

@@ -14,6 +14,7 @@ import copy
 import torch
 from trl import SFTTrainer
 
+from ..diffusion.example_noise import row_seeds
 from ..diffusion.losses import diffusion_loss
 from ..diffusion.masking import answer_mask_from_labels, grid_times, sample_times
 from ..diffusion.scoring import GoldScores, gold_log_probs
@@ -23,6 +24,7 @@ from ..models.loading import load_diffusion_model, load_diffusion_tokenizer
 from ..models.vocabulary import check_mask_token_fits, vocabulary_size
 from .config import DiffusionSFTConfig
 from .data_checks import check_dataset_columns, prepare_counted
+from .packing import check_packing_attention, document_inputs, packed_gold_log_probs
 from .run_checks import FiniteLossGuard, check_resume_checkpoint
 
 # Masking-ratio bands for the per-band loss metric.
@@ -77,6 +79,9 @@ class DiffusionSFTTrainer(SFTTrainer):
                 "causal model is silently wrong. Load it with trl_lift.load_diffusion_model, or set "
                 "`model.config.is_causal = False` if the architecture is meant to be bidirectional."
             )
+        self.packed = bool(args.packing or args.padding_free)
+        if self.packed:  # before any work: the backend must confine attention to each document
+            check_packing_attention(getattr(model.config, "_attn_implementation", None))
         self.facts = get_diffusion_facts(model)  # raises without a mask token
         check_mask_token_fits(vocabulary_size(model), self.facts.mask_token_id)
         self._checked_model = model  # _prepare_dataset checks the tokenizer and the data against it
@@ -98,7 +103,6 @@ class DiffusionSFTTrainer(SFTTrainer):
             raise ValueError("supervise_padding needs an EOS id: set model.config.eos_token_id.")
         if not given:
             self.add_callback(build_method(args.token_weighting, args))
-        self._eval_generator = torch.Generator()
         self._loss_guard = FiniteLossGuard(self.accelerator)
         self.add_callback(self._loss_guard)
 
@@ -123,10 +127,23 @@ class DiffusionSFTTrainer(SFTTrainer):
         return next(cb for cb in self.callback_handler.callbacks if isinstance(cb, TokenWeightingCallback))
 
     # ---- batches -------------------------------------------------------------------------------------------
-    def _diffusion_batch(self, inputs: dict) -> DiffusionBatch:
+    def _noise_key(self, mode: str) -> tuple[int, int]:
+        """(seed, step) of this micro-batch's per-example noise; evaluation draws the same masks every time."""
+        if mode == "eval":
+            return self.args.eval_seed, 0
+        seed = self.token_weighting.seed
+        return (self.args.seed if seed is None else seed), self.state.global_step
+
+    def _diffusion_batch(self, inputs: dict, mode: str = "train") -> DiffusionBatch:
+        layout = None
+        if self.packed and "position_ids" in inputs:  # one document per row (trl_lift.training.packing)
+            layout, inputs = document_inputs(inputs)
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
         answer = answer_mask_from_labels(inputs["labels"], attention_mask, supervise_padding=self.supervise_padding)
         padding = attention_mask == 0
+        # Noise keyed by each sequence's own tokens: the same whatever its batch, rank or padding.
+        seed, step = self._noise_key(mode)
+        noise = row_seeds(input_ids, ~padding, seed=seed, step=step)
         if self.supervise_padding:
             if (attention_mask[:, 1:] > attention_mask[:, :-1]).any():
                 raise ValueError(
@@ -136,14 +153,16 @@ class DiffusionSFTTrainer(SFTTrainer):
             # LLaDA's recipe: trailing padding is EOS content the model attends to and learns to produce.
             input_ids = input_ids.masked_fill(padding, self.facts.eos_token_id)
             attention_mask = torch.ones_like(attention_mask)
-        return DiffusionBatch(input_ids, attention_mask, answer, self.facts.mask_token_id, padding_mask=padding)
+        return DiffusionBatch(input_ids, attention_mask, answer, self.facts.mask_token_id, padding_mask=padding,
+                              noise=noise, layout=layout)
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
         """Answer tokens over the accumulation window (and devices): the 'batch' normaliser."""
         if not batch_samples or "labels" not in batch_samples[0]:
             return None
         count = sum(
-            answer_mask_from_labels(b["labels"], b["attention_mask"], supervise_padding=self.supervise_padding).sum()
+            answer_mask_from_labels(b["labels"], b.get("attention_mask", torch.ones_like(b["labels"])),
+                                    supervise_padding=self.supervise_padding).sum()
             for b in batch_samples
         ).to(device)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
@@ -153,6 +172,8 @@ class DiffusionSFTTrainer(SFTTrainer):
     # ---- forward passes --------------------------------------------------------------------------------------
     @staticmethod
     def _gold(model, batch: DiffusionBatch, input_ids, targets) -> GoldScores:
+        if batch.layout is not None:
+            return packed_gold_log_probs(model, batch.layout, input_ids, targets)
         return gold_log_probs(model, input_ids, targets, attention_mask=batch.attention_mask)
 
     def _scoring_pass(self, model, batch: DiffusionBatch, plan: NoisePlan) -> GoldScores:
@@ -164,6 +185,11 @@ class DiffusionSFTTrainer(SFTTrainer):
             with torch.no_grad():
                 if rows is None or rows.all():
                     return self._gold(model, batch, plan.input_ids, plan.score_targets)
+                if batch.layout is not None:  # packed: one pass over the rows, the others' targets dropped
+                    targets = plan.score_targets.masked_fill(~rows[:, None], -100)
+                    part = self._gold(model, batch, plan.input_ids, targets)
+                    keep = lambda x: x.masked_fill(~rows[:, None], 0)  # noqa: E731
+                    return GoldScores(keep(part.log_probs), keep(part.entropy), keep(part.is_top1))
                 part = gold_log_probs(model, plan.input_ids[rows], plan.score_targets[rows],
                                       attention_mask=batch.attention_mask[rows])
                 return part.rows(rows, rows.numel())  # the other rows read zeros
@@ -186,15 +212,15 @@ class DiffusionSFTTrainer(SFTTrainer):
     def _eval_noise(self, batch: DiffusionBatch) -> list[NoisedBatch]:
         size, device, args = batch.input_ids.size(0), batch.input_ids.device, self.args
         if args.eval_timesteps is None:
-            times = [sample_times(size, eps=args.time_epsilon, generator=self._eval_generator, device=device)]
+            times = [sample_times(size, eps=args.time_epsilon, generator=batch.noise, device=device)]
         else:
             times = [t.expand(size) for t in grid_times(args.eval_timesteps, eps=args.time_epsilon, device=device)]
-        return [noise_at_times(batch, t, generator=self._eval_generator, weighting=args.loss_weighting) for t in times]
+        return [noise_at_times(batch, t, generator=batch.noise, weighting=args.loss_weighting) for t in times]
 
     # ---- the loss ----------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if model.training else "eval"
-        batch = self._diffusion_batch(inputs)
+        batch = self._diffusion_batch(inputs, mode)
         if mode == "train":
             steps = [self._training_step_noise(model, batch)]
             accumulation = getattr(self, "current_gradient_accumulation_steps", 1)
@@ -206,7 +232,8 @@ class DiffusionSFTTrainer(SFTTrainer):
         losses = [self._loss(batch, noised, scores, mode, accumulation, num_items_in_batch) for noised, scores in steps]
         loss = torch.stack(losses).mean()
         if mode == "train":
-            tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            tokens = inputs["attention_mask"].sum() if "attention_mask" in inputs else batch.attention_mask.sum()
+            tokens = self.accelerator.gather_for_metrics(tokens).sum().item()
             self._total_train_tokens += tokens
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         return (loss, None) if return_outputs else loss
@@ -246,11 +273,7 @@ class DiffusionSFTTrainer(SFTTrainer):
         for key, value in noised.metrics.items():
             metrics[key].append(float(value))
 
-    # ---- evaluation: deterministic masks, loss only -------------------------------------------------------------
-    def evaluate(self, *args, **kwargs):
-        self._eval_generator.manual_seed(self.args.eval_seed)
-        return super().evaluate(*args, **kwargs)
-
+    # ---- evaluation: deterministic masks (keyed by eval_seed and each sequence), loss only ------------------
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
