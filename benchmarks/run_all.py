@@ -33,7 +33,7 @@ BENCHMARKS = {
                                          "--rounds", "2", "--warmup", "1"]),
     "lift": ("bench_lift.py", [], ["--hidden", "128", "--layers", "2", "--intermediate", "256", "--seq-len", "64",
                                    "--rounds", "2", "--warmup", "1"]),
-    "packing": ("bench_packing.py", [], ["--quick"]),
+    "packing": ("bench_packing.py", [], ["--examples", "16", "--max-length", "64", "--epochs", "1"]),
     "sampler": ("bench_sampler.py", [], ["--layers", "2", "--prompt-length", "32", "--gen-length", "32",
                                          "--block-length", "8"]),
     "likelihood": ("bench_likelihood.py", [], ["--requests", "2", "--context", "16", "--mc-num", "8", "32"]),
@@ -50,7 +50,10 @@ def _run(name, quick, tmp):
     out = os.path.join(tmp, f"{name}.json")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     print(f"[run_all] {' '.join(command)}", flush=True)
-    proc = subprocess.run([sys.executable, path, *command[2:], "--json", out], capture_output=True, text=True,
+    with open(path) as f:
+        takes_json = '"--json"' in f.read()
+    proc = subprocess.run([sys.executable, path, *command[2:], *(["--json", out] if takes_json else [])],
+                          capture_output=True, text=True,
                           env=env, cwd=os.path.dirname(HERE), check=False)
     figures = None
     if proc.returncode == 0 and os.path.exists(out):
