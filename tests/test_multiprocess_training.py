@@ -60,10 +60,6 @@ def test_two_processes_start_and_train(runs):
         assert max((run["params"][k] - initial[k]).abs().max().item() for k in initial) > 1e-3
 
 
-# The launchers, the data order, the normalisations and DDP's averaging were checked to give parity
-# (max parameter difference 1e-6) with the noise drawn per row from the row's tokens; the library
-# draws it from one generator per rank until the per-example noise of branch `pack` lands.
-@pytest.mark.xfail(strict=True, reason="needs per-example noise draws (branch pack): drop this marker when it lands")
 def test_two_processes_end_where_one_process_ends(runs):
     _, one, two, initial = runs
     for name in initial:
