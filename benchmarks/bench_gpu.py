@@ -33,8 +33,15 @@ from datasets import Dataset  # noqa: E402
 from peft import LoraConfig  # noqa: E402
 from transformers import BitsAndBytesConfig, LlamaForCausalLM  # noqa: E402
 
-from trl_lift import DiffusionGenerationConfig, DiffusionSFTConfig, DiffusionSFTTrainer, LIFTCallback  # noqa: E402
-from trl_lift import VanillaMasking, diffusion_generate, load_diffusion_model  # noqa: E402
+from trl_lift import (  # noqa: E402  # noqa: E402
+    DiffusionGenerationConfig,
+    DiffusionSFTConfig,
+    DiffusionSFTTrainer,
+    LIFTCallback,
+    VanillaMasking,
+    diffusion_generate,
+    load_diffusion_model,
+)
 from trl_lift.testing import make_tiny_tokenizer, tiny_llama_config  # noqa: E402
 
 SIZES = {  # hidden, layers, heads, intermediate, vocab, sequence lengths, gen, block

@@ -30,8 +30,15 @@ import torch.nn.functional as F  # noqa: E402
 from bench_lift import CPUMemory, CUDAMemory, _batches, _use  # noqa: E402
 from datasets import Dataset  # noqa: E402
 
-from trl_lift import CARTWeighting, DiffusionSFTConfig, DiffusionSFTTrainer, GIFTMasking, LIFTCallback  # noqa: E402
-from trl_lift import VanillaMasking, load_diffusion_model  # noqa: E402
+from trl_lift import (  # noqa: E402  # noqa: E402
+    CARTWeighting,
+    DiffusionSFTConfig,
+    DiffusionSFTTrainer,
+    GIFTMasking,
+    LIFTCallback,
+    VanillaMasking,
+    load_diffusion_model,
+)
 from trl_lift.testing import make_tiny_llada, make_tiny_tokenizer  # noqa: E402
 
 EPS = 1e-3
