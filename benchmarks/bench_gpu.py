@@ -33,7 +33,7 @@ from datasets import Dataset  # noqa: E402
 from peft import LoraConfig  # noqa: E402
 from transformers import BitsAndBytesConfig, LlamaForCausalLM  # noqa: E402
 
-from trl_lift import (  # noqa: E402  # noqa: E402
+from trl_lift import (  # noqa: E402
     DiffusionGenerationConfig,
     DiffusionSFTConfig,
     DiffusionSFTTrainer,

@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 from bench_lift import CPUMemory, CUDAMemory, _batches, _use  # noqa: E402
 from datasets import Dataset  # noqa: E402
 
-from trl_lift import (  # noqa: E402  # noqa: E402
+from trl_lift import (  # noqa: E402
     CARTWeighting,
     DiffusionSFTConfig,
     DiffusionSFTTrainer,
