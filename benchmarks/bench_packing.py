@@ -73,8 +73,8 @@ def _trainer(path, tokenizer, data, args, packed: bool, out: str):
 
 def _batches(trainer, rows_per_batch: int):
     data = trainer.train_dataset
-    return [trainer._prepare_inputs(trainer.data_collator([data[j] for j in range(i, min(i + rows_per_batch, len(data)))]))
-            for i in range(0, len(data), rows_per_batch)]
+    chunks = [range(i, min(i + rows_per_batch, len(data))) for i in range(0, len(data), rows_per_batch)]
+    return [trainer._prepare_inputs(trainer.data_collator([data[j] for j in chunk])) for chunk in chunks]
 
 
 def _real_tokens(inputs) -> int:

@@ -152,10 +152,6 @@ class PackedLayout:
                           is_causal=False)
         return kwargs
 
-    def document_starts(self) -> torch.Tensor:
-        """``[R, N]`` bool, the first position of every document (never predicted under a logit shift)."""
-        return self.starts
-
 
 # ---- the trainer's two uses ------------------------------------------------------------------------------
 def document_inputs(inputs: dict, row_length: int | None = None) -> tuple[PackedLayout, dict]:
