@@ -5,7 +5,7 @@ import torch
 from datasets import Dataset
 
 from trl_lift import DiffusionSFTConfig, DiffusionSFTTrainer, load_diffusion_model
-from trl_lift.training.packing import PackedLayout
+from trl_lift.training.packing import PackedLayout, packed_gold_log_probs
 
 PROMPTS = ["What is 2+2?", "Solve x+1=3.", "Name a colour.", "12 plus 30?", "def add(a, b):"]
 ANSWERS = [" 4", " x = 2, so the answer is 2", " blue", " 42, the answer", "\n    return a + b\n"]
@@ -53,6 +53,21 @@ def test_layout_round_trip_and_documents():
     mask = layout.attention_kwargs("sdpa", torch.float32)["attention_mask"][0, 0]
     expected = torch.block_diag(torch.ones(3, 3), torch.ones(2, 2), torch.ones(4, 4)).bool()
     assert torch.equal(mask, expected)  # bidirectional within a document, nothing across
+
+
+def test_dense_masks_regroup_a_flattened_batch_at_document_boundaries(llada_checkpoint):
+    position_ids = torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3, 0, 1]])
+    flat, grouped = PackedLayout(position_ids), PackedLayout(position_ids, row_length=5)
+    regrouped = grouped.regrouped()
+    assert regrouped.shape == (3, 5) and regrouped.lengths.tolist() == [3, 2, 4, 2]  # [3+2], [4], [2]
+    ids = flat.to_documents(torch.arange(20, 31)[None], 0)
+    assert torch.equal(regrouped.to_documents(regrouped.to_packed(ids, -1), 0), ids)  # same documents, same order
+    model = load_diffusion_model(llada_checkpoint[0], attn_implementation="sdpa").eval()
+    targets = ids.masked_fill(~flat.valid, -100)
+    with torch.no_grad():
+        one_row = packed_gold_log_probs(model, flat, ids, targets).log_probs
+        rows = packed_gold_log_probs(model, grouped, ids, targets).log_probs
+    torch.testing.assert_close(rows, one_row, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("family", ["llada", "dream"])

@@ -103,10 +103,10 @@ class DiffusionSFTConfig(SFTConfig):
     eval_timesteps: int | None = field(
         default=None,
         metadata={
-            "help": "Evaluate the loss at this many (an integer >= 1) fixed masking ratios (midpoints of equal cells of [eps, 1]) per "
-            "batch and average them, for a low-variance, deterministic evaluation loss. None = one random t per "
-            "sequence. Evaluation masks always come from per-example seeds keyed by `eval_seed`, and the evaluation loss is "
-            "the vanilla masked-diffusion loss whatever the training method, so that runs compare."
+            "help": "Evaluate the loss at this many (an integer >= 1) fixed masking ratios (midpoints of equal cells "
+            "of [eps, 1]) per batch and average them, for a low-variance, deterministic evaluation loss. None = one "
+            "random t per sequence. Evaluation masks always come from per-example seeds keyed by `eval_seed`, and the "
+            "evaluation loss is the vanilla masked-diffusion loss whatever the training method, so that runs compare."
         },
     )
     eval_seed: int = field(

@@ -44,9 +44,11 @@ class PackedLayout:
     Args:
         position_ids: ``[R, N]`` positions restarting at every document (TRL's padding-free collator).
         valid: ``[R, N]`` bool, positions holding tokens (``None`` = all).
+        row_length: longest row a dense mask is built for (``max_length``); TRL's padding-free collator
+            puts a whole batch in one row, which :meth:`regrouped` cuts back at document boundaries.
     """
 
-    def __init__(self, position_ids: torch.Tensor, valid: torch.Tensor | None = None):
+    def __init__(self, position_ids: torch.Tensor, valid: torch.Tensor | None = None, row_length: int | None = None):
         rows, width = position_ids.shape
         device = position_ids.device
         valid = torch.ones_like(position_ids, dtype=torch.bool) if valid is None else valid.bool()
@@ -67,6 +69,36 @@ class PackedLayout:
         self.shape = (rows, width)
         self.position_ids = position_ids
         self.starts = starts
+        self.row_length = row_length
+        self._regrouped = None
+
+    def regrouped(self) -> "PackedLayout":
+        """The same documents, in order, in rows of at most ``max(row_length, longest document)`` tokens.
+
+        Documents attend only to themselves, so any grouping gives the same outputs; a dense mask
+        costs ``rows x L^2`` instead of ``(rows x L)^2`` for one flattened row.
+        """
+        if self.row_length is None or self.shape[1] <= max(self.row_length, self.width):
+            return self
+        if self._regrouped is None:
+            budget = max(self.row_length, self.width)
+            groups, size = [[]], 0
+            for n in self.lengths.tolist():
+                if size + n > budget:
+                    groups, size = groups + [[]], 0
+                groups[-1].append(n)
+                size += n
+            positions = torch.zeros(len(groups), max(sum(g) for g in groups), dtype=torch.long)
+            valid = torch.zeros_like(positions, dtype=torch.bool)
+            for row, group in enumerate(groups):
+                offset = 0
+                for n in group:
+                    positions[row, offset:offset + n] = torch.arange(n)
+                    valid[row, offset:offset + n] = True
+                    offset += n
+            device = self.position_ids.device
+            self._regrouped = PackedLayout(positions.to(device), valid.to(device))
+        return self._regrouped
 
     # ---- views -------------------------------------------------------------------------------------------
     def to_documents(self, packed: torch.Tensor, fill) -> torch.Tensor:
@@ -120,19 +152,15 @@ class PackedLayout:
                           is_causal=False)
         return kwargs
 
-    def document_starts(self) -> torch.Tensor:
-        """``[R, N]`` bool, the first position of every document (never predicted under a logit shift)."""
-        return self.starts
-
 
 # ---- the trainer's two uses ------------------------------------------------------------------------------
-def document_inputs(inputs: dict) -> tuple[PackedLayout, dict]:
+def document_inputs(inputs: dict, row_length: int | None = None) -> tuple[PackedLayout, dict]:
     """A packed collator output -> its layout and per-document ``input_ids`` / ``labels`` / ``attention_mask``.
 
     The views are what TRL's padded collator would give for the same documents (right padding, the
     attention mask 0 after each document's end).
     """
-    layout = PackedLayout(inputs["position_ids"], inputs.get("attention_mask"))
+    layout = PackedLayout(inputs["position_ids"], inputs.get("attention_mask"), row_length)
     return layout, {
         "input_ids": layout.to_documents(inputs["input_ids"], 0),
         "labels": layout.to_documents(inputs["labels"], -100),
@@ -147,6 +175,8 @@ def packed_gold_log_probs(model, layout: PackedLayout, input_ids: torch.Tensor, 
     unpacked row: the previous document's last logits do not leak into it.
     """
     base = unwrap_model(model)
+    if (base.config._attn_implementation or "sdpa") in DENSE_MASK:
+        layout = layout.regrouped()  # dense masks: rows of max_length, not one flattened batch
     packed_targets = layout.to_packed(targets, -100)
     shift = get_diffusion_facts(model).logit_shift
     if shift:

@@ -137,7 +137,7 @@ class DiffusionSFTTrainer(SFTTrainer):
     def _diffusion_batch(self, inputs: dict, mode: str = "train") -> DiffusionBatch:
         layout = None
         if self.packed and "position_ids" in inputs:  # one document per row (trl_lift.training.packing)
-            layout, inputs = document_inputs(inputs)
+            layout, inputs = document_inputs(inputs, self.args.max_length)
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
         answer = answer_mask_from_labels(inputs["labels"], attention_mask, supervise_padding=self.supervise_padding)
         padding = attention_mask == 0
