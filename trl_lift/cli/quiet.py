@@ -1,0 +1,28 @@
+"""Warnings the command line silences: other libraries' notices that say nothing about the user's run.
+
+Applied by ``trl-lift`` only (an application's choice), never on ``import trl_lift``. Each entry names
+why it is noise; everything else is left as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+# (category, message regex): raised inside TRL / transformers / torch on every run, whatever the user sets.
+WARNINGS = [
+    # TRL reads transformers' deprecated alias itself (trl.models.utils); nothing the user can change.
+    (FutureWarning, r"`is_gradient_checkpointing` is deprecated"),
+    # TrainingArguments pins memory by default; on a CPU-only machine torch says it will not.
+    (UserWarning, r"'pin_memory' argument is set as true but no accelerator is found"),
+]
+# Loggers whose warnings concern an optional kernel, not the run: bitsandbytes announces at import, on
+# CPUs with AVX-512 BF16, that the `kernels` package is missing for a 4-bit CPU path no run of ours takes.
+LOGGERS = ["bitsandbytes.backends.cpu.ops"]
+
+
+def silence_known_noise() -> None:
+    for category, message in WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
