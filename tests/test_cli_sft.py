@@ -1,4 +1,4 @@
-"""``trl-lift sft``: every recipe parses to its stated settings and trains two steps on a tiny model, offline."""
+"""``trl-lift sft``: every recipe parses to its stated settings and trains two steps on a tiny model."""
 
 import json
 import math
@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trl_lift.cli import main
-from trl_lift.cli import sft
+from trl_lift.cli import main, sft
 from trl_lift.cli.sft import make_parser
 from trl_lift.training.formats import REASONING_SYSTEM_PROMPT, s1k_to_prompt_completion
 
@@ -19,9 +18,9 @@ def write_s1k(folder: Path, rows: int = 14) -> Path:
     """A tiny data set with s1K's columns, as a local folder ``load_dataset`` reads."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "train.jsonl", "w") as f:
-        for i in range(rows):
-            f.write(json.dumps({"question": f"What is {i} plus 30?", "solution": str(i + 30),
-                                "thinking_trajectories": [f"add {i} and 30"], "cot_type": "math"}) + "\n")
+        rows = [{"question": f"What is {i} plus 30?", "solution": str(i + 30),
+                 "thinking_trajectories": [f"add {i} and 30"], "cot_type": "math"} for i in range(rows)]
+        f.writelines(json.dumps(row) + "\n" for row in rows)
     return folder
 
 

@@ -82,7 +82,8 @@ def main(script_args, training_args, model_args, dataset_args):
     from ..training.trainer import DiffusionSFTTrainer
 
     if training_args.trust_remote_code:
-        raise ValueError("trl-lift loads LLaDA and Dream natively and never runs remote code: drop --trust_remote_code.")
+        raise ValueError("trl-lift loads LLaDA and Dream natively and never runs remote code: "
+                         "drop --trust_remote_code.")
     if not model_args.model_name_or_path:
         raise ValueError("No model: pass --model_name_or_path (a hub id or a local folder) or set it in --config.")
     quantization_config = get_quantization_config(model_args)

@@ -23,13 +23,15 @@ def s1k_to_prompt_completion(row: dict) -> dict:
     """One s1K row (``question``, ``solution``, ``thinking_trajectories``) -> conversational prompt-completion."""
     missing = [c for c in ("question", "solution") if c not in row]
     if missing:
-        raise ValueError(f"dataset_format 's1k' needs the columns question, solution and thinking_trajectories; "
-                         f"this data set lacks {missing}. Drop --dataset_format for a data set already in a TRL format.")
+        raise ValueError(f"dataset_format 's1k' needs the columns question, solution and thinking_trajectories; this "
+                         f"data set lacks {missing}. Drop --dataset_format for a data set already in a TRL format.")
     trajectories = row.get("thinking_trajectories") or [""]
     thinking = trajectories[0] if isinstance(trajectories, list) else str(trajectories)
-    answer = f"<reasoning>\n{thinking.strip()}\n</reasoning>\n<answer>\n\\boxed{{{row['solution'].strip()}}}\n</answer>"
+    solution = row["solution"].strip()
+    answer = f"<reasoning>\n{thinking.strip()}\n</reasoning>\n<answer>\n\\boxed{{{solution}}}\n</answer>"
     return {
-        "prompt": [{"role": "system", "content": REASONING_SYSTEM_PROMPT}, {"role": "user", "content": row["question"]}],
+        "prompt": [{"role": "system", "content": REASONING_SYSTEM_PROMPT},
+                   {"role": "user", "content": row["question"]}],
         "completion": [{"role": "assistant", "content": answer}],
     }
 
