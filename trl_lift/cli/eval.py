@@ -31,8 +31,5 @@ def run(argv: list[str], prog: str = "trl-lift eval") -> int:
         argv = ["run", "--help"]
     register()
     sys.argv = ["lm_eval", *eval_argv(argv)]
-    try:
-        cli_evaluate()
-    except SystemExit as stop:  # argparse's --help and errors
-        return stop.code if isinstance(stop.code, int) else 1
+    cli_evaluate()
     return 0

@@ -68,4 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     silence_known_noise()
     module = importlib.import_module(f".{COMMANDS[argv[0]][0]}", __package__)
-    return module.run(argv[1:], prog=f"trl-lift {argv[0]}")
+    try:
+        return module.run(argv[1:], prog=f"trl-lift {argv[0]}")
+    except SystemExit as stop:  # argparse's --help (0) and usage errors (2)
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)

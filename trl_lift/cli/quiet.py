@@ -1,6 +1,7 @@
 """Warnings the command line silences: other libraries' notices that say nothing about the user's run.
 
-Applied by ``trl-lift`` only (an application's choice), never on ``import trl_lift``. Each entry names
+Applied by ``trl-lift`` (an application's choice), never on ``import trl_lift``; the loggers also when
+lm-eval registers ``lift_dlm``. Each entry names
 why it is noise; everything else is left as it is.
 """
 
@@ -21,8 +22,13 @@ WARNINGS = [
 LOGGERS = ["bitsandbytes.backends.cpu.ops"]
 
 
+def silence_known_loggers() -> None:
+    """Only the loggers (also applied when lm-eval registers ``lift_dlm``: the stock command's runs)."""
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def silence_known_noise() -> None:
     for category, message in WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
-    for name in LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    silence_known_loggers()
