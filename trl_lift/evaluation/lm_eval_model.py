@@ -27,6 +27,7 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm import tqdm
 
 from ..checks import check_range
+from ..generation.cache import check_cache_supported
 from ..generation.config import SAMPLER_FIELDS, DiffusionGenerationConfig
 from ..generation.presets import preset_values
 from ..generation.sampler import diffusion_generate
@@ -107,6 +108,7 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
         )
         self.model = (self.model if load_in_4bit else self.model.to(self._device)).eval()
         self.facts = get_diffusion_facts(self.model)
+        check_cache_supported(self.model, self.sampler_overrides.get("cache", "none"))  # before any request runs
         self.tokenizer = load_diffusion_tokenizer(pretrained, revision=revision)
         check_tokenizer_fits_model(self.tokenizer, self.model, self.facts.mask_token_id)
         self.pad_token_id = self.tokenizer.pad_token_id
