@@ -130,8 +130,10 @@ def load_diffusion_model(
             raise ValueError(
                 f"{name_or_path} ({model_type}) has causal attention (config.is_causal is not False): it is an "
                 "autoregressive model, not a diffusion LM, and training it with masked diffusion would be silently "
-                "wrong. Load a diffusion checkpoint, or, if this architecture was trained bidirectionally, save its "
-                "config with `config.is_causal = False` and `config.mask_token_id` set."
+                "wrong. Convert it first (bidirectional attention, a mask token, the logit shift recorded): "
+                "trl_lift.autoregressive_to_diffusion(name_or_path, output_dir=FOLDER), then load FOLDER; or, if this "
+                "architecture was trained bidirectionally, save its config with `config.is_causal = False` and "
+                "`config.mask_token_id` set."
             )
 
     if mask_token_id is not None:
