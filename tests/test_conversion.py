@@ -45,6 +45,7 @@ def test_in_memory_conversion_adds_a_mask_token_at_the_mean(causal):
     facts = get_diffusion_facts(model)
     assert (facts.family, facts.mask_token_id, facts.logit_shift, model.config.is_causal) == (
         "bidirectional", size, True, False)
+    assert facts.eot_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>") == model.config.eot_token_id
     with torch.no_grad():
         after = model(ids).logits
         model.config.is_causal = True

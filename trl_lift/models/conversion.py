@@ -16,6 +16,8 @@ import torch
 # Architectures whose native attention honours ``config.is_causal = False`` (tested in this package).
 CONVERTIBLE_MODEL_TYPES = ("llama", "qwen2")
 DEFAULT_MASK_TOKEN = "<|mask|>"
+# End-of-turn tokens of the chat templates of these families (Qwen2 / ChatML, Llama 3), recorded as eot_token_id.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>")
 
 
 def autoregressive_to_diffusion(model, tokenizer=None, mask_token: str | None = None, *, output_dir: str | None = None,
@@ -25,8 +27,9 @@ def autoregressive_to_diffusion(model, tokenizer=None, mask_token: str | None = 
     Attention is made bidirectional (``config.is_causal = False``), a mask token is chosen or added
     to the tokenizer, the embeddings grow to the tokenizer if needed and an added token's input and
     output rows start at the mean of the existing rows (its logit starts at the average logit, and
-    its input embedding carries no token's meaning), and the config records ``mask_token_id`` and
-    ``diffusion_logit_shift = True`` (the logits at ``i`` predict ``i + 1``, as in Dream).
+    its input embedding carries no token's meaning), and the config records ``mask_token_id``,
+    ``diffusion_logit_shift = True`` (the logits at ``i`` predict ``i + 1``, as in Dream) and, when the
+    tokenizer has a chat end-of-turn token (``<|im_end|>``, ``<|eot_id|>``), ``eot_token_id``.
 
     Args:
         model: a causal ``LlamaForCausalLM`` / ``Qwen2ForCausalLM`` (changed in place), or the hub id or
@@ -70,6 +73,10 @@ def autoregressive_to_diffusion(model, tokenizer=None, mask_token: str | None = 
     config.is_causal = False
     config.mask_token_id = mask_id
     config.diffusion_logit_shift = True
+    vocab = tokenizer.get_vocab()
+    end_of_turn = next((vocab[t] for t in END_OF_TURN_TOKENS if t in vocab), None)
+    if end_of_turn is not None and getattr(config, "eot_token_id", None) is None:
+        config.eot_token_id = int(end_of_turn)  # the sampler and lift_dlm stop a chat answer there
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.mask_token_id = mask_id
     if output_dir is not None:
