@@ -112,3 +112,16 @@ def test_refused_inputs(tmp_path, causal):
         autoregressive_to_diffusion(model, tokenizer)
     with pytest.raises(ValueError, match="needs the model's tokenizer"):
         autoregressive_to_diffusion(model)
+
+
+def test_tied_embeddings_stay_tied():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = make_tiny_tokenizer("dream", with_mask=False)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model, tokenizer = autoregressive_to_diffusion(Qwen2ForCausalLM(config), tokenizer)
+    weight = model.get_input_embeddings().weight
+    assert model.get_output_embeddings().weight is weight and weight.shape[0] == len(tokenizer) == 388
+    torch.testing.assert_close(weight[387], weight[:387].mean(0))
