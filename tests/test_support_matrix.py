@@ -3,7 +3,7 @@
 Per family (LLaDA, Dream, Llama / Qwen2 converted from autoregressive checkpoints, BERT, ModernBERT):
 the row's claims against the live model; training vanilla, LIFT and LoRA a few steps (every trainable
 weight moves); save and reload; sampling with the exact path and every cache mode the family has, equal
-token for token before and after the reload; lift_dlm's generate_until and loglikelihood, equal with
+token for token before and after the reload and for a row of a left-padded batch and its solo run; lift_dlm's generate_until and loglikelihood, equal with
 the in-memory and the reloaded model; the unsupported combinations refused with their alternative.
 """
 
@@ -30,7 +30,7 @@ from trl_lift import (
 from trl_lift.evaluation.lm_eval_model import LIFTDiffusionLM
 from trl_lift.models.masked_lm import supports_kv_cache
 from trl_lift.models.support import SUPPORTED_MODELS, TABLE_HEADER, support_table_rows
-from trl_lift.testing import make_tiny_dream, make_tiny_llada, make_tiny_tokenizer
+from trl_lift.testing import make_tiny_dream, make_tiny_llada, make_tiny_tokenizer, sharpen_weights
 from trl_lift.testing_families import make_tiny_causal, make_tiny_masked_lm
 
 ROWS = {row.name: row for row in SUPPORTED_MODELS}
@@ -84,6 +84,21 @@ def test_row_claims_hold(family):
         assert any(isinstance(m, bnb.nn.Linear4bit) for m in quantised.modules())
         out = _sample(quantised, tokenizer, "none")
         assert out.shape == (1, len(tokenizer(PROMPT).input_ids) + SAMPLER["gen_length"])
+
+
+def test_left_padded_batch_rows_equal_solo_runs(family):
+    row, path, tokenizer = family
+    model = sharpen_weights(load_diffusion_model(path))  # confident, context-dependent predictions
+    long, short = tokenizer("Question: what is 12 plus").input_ids, tokenizer("Solve").input_ids
+    pads = len(long) - len(short)
+    ids = torch.tensor([long, [tokenizer.pad_token_id] * pads + short])
+    attention = torch.tensor([[1] * len(long), [0] * pads + [1] * len(short)])
+    for cache in row.cache_modes:
+        config = DiffusionGenerationConfig(**SAMPLER, cache=cache)
+        batch = diffusion_generate(model, ids, attention, generation_config=config).sequences
+        for r, prompt in enumerate((long, short)):
+            solo = diffusion_generate(model, torch.tensor([prompt]), generation_config=config).sequences
+            assert torch.equal(batch[r, len(long):], solo[0, len(prompt):]), (cache, r)
 
 
 def _sample(model, tokenizer, cache: str) -> torch.Tensor:
