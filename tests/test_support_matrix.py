@@ -30,7 +30,12 @@ from trl_lift import (
 from trl_lift.evaluation.lm_eval_model import LIFTDiffusionLM
 from trl_lift.models.masked_lm import supports_kv_cache
 from trl_lift.models.support import SUPPORTED_MODELS, TABLE_HEADER, support_table_rows
-from trl_lift.testing import make_tiny_dream, make_tiny_llada, make_tiny_tokenizer, sharpen_weights
+from trl_lift.testing import (
+    make_tiny_dream,
+    make_tiny_llada,
+    make_tiny_tokenizer,
+    sharpen_weights,
+)
 from trl_lift.testing_families import make_tiny_causal, make_tiny_masked_lm
 
 ROWS = {row.name: row for row in SUPPORTED_MODELS}
