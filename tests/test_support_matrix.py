@@ -7,6 +7,7 @@ token for token before and after the reload and for a row of a left-padded batch
 the in-memory and the reloaded model; the unsupported combinations refused with their alternative.
 """
 
+import json
 import re
 from pathlib import Path
 
@@ -82,6 +83,8 @@ def test_row_claims_hold(family):
     assert facts.mask_token_id == tokenizer.mask_token_id is not None
     assert facts.logit_shift is row.logit_shift
     assert supports_kv_cache(model) is row.kv_cache
+    if row.family == "masked_lm":  # published masked LMs hold the mask in the tokenizer only
+        assert "mask_token_id" not in json.loads((Path(path) / "config.json").read_text())
     if row.four_bit:
         import bitsandbytes as bnb
 
@@ -177,6 +180,14 @@ def test_unsupported_combinations_are_refused(family):
     refusal = "converts causal llama / qwen2" if row.family == "masked_lm" else "already bidirectional"
     with pytest.raises(ValueError, match=refusal):
         autoregressive_to_diffusion(model, tokenizer)
+
+
+def test_masked_lm_without_a_mask_token_is_refused(tmp_path):
+    model, _ = make_tiny_masked_lm(str(tmp_path), "bert", make_tiny_tokenizer("dream", with_mask=False))
+    with pytest.raises(ValueError, match=r"\(bert\) has no mask token id.*tokenizer.mask_token_id"):
+        get_diffusion_facts(load_diffusion_model(str(tmp_path)))
+    facts = get_diffusion_facts(load_diffusion_model(str(tmp_path), mask_token_id=7))  # or name one
+    assert facts.mask_token_id == 7
 
 
 def test_causal_checkpoint_is_refused_naming_the_conversion(tmp_path):
