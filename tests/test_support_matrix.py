@@ -183,7 +183,7 @@ def test_unsupported_combinations_are_refused(family):
 
 
 def test_masked_lm_without_a_mask_token_is_refused(tmp_path):
-    model, _ = make_tiny_masked_lm(str(tmp_path), "bert", make_tiny_tokenizer("dream", with_mask=False))
+    make_tiny_masked_lm(str(tmp_path), "bert", make_tiny_tokenizer("dream", with_mask=False))
     with pytest.raises(ValueError, match=r"\(bert\) has no mask token id.*tokenizer.mask_token_id"):
         get_diffusion_facts(load_diffusion_model(str(tmp_path)))
     facts = get_diffusion_facts(load_diffusion_model(str(tmp_path), mask_token_id=7))  # or name one
