@@ -26,6 +26,7 @@ from lm_eval.models.utils_hf import get_dtype
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm import tqdm
 
+from ..generation.cache import check_cache_supported
 from ..generation.config import DiffusionGenerationConfig
 from ..generation.presets import preset_values
 from ..generation.sampler import diffusion_generate
@@ -69,9 +70,10 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
         **sampler: any :class:`trl_lift.DiffusionGenerationConfig` field, overriding every request.
     """
 
-    def __init__(self, pretrained: str = DEFAULT_PRETRAINED, peft: str | None = None, dtype: str = "auto", load_in_4bit: bool = False,
-                 revision: str | None = None, mask_token_id: int | None = None, mc_num: int = 128,
-                 mc_estimator: str = "time", mc_batch_size: int | None = None, batch_size: int | str = 1,
+    def __init__(self, pretrained: str = DEFAULT_PRETRAINED, peft: str | None = None, dtype: str = "auto",
+                 load_in_4bit: bool = False, revision: str | None = None, mask_token_id: int | None = None,
+                 mc_num: int = 128, mc_estimator: str = "time", mc_batch_size: int | None = None,
+                 batch_size: int | str = 1,
                  max_batch_size: int | None = None, max_gen_toks: int = 1024, max_length: int | None = None,
                  device: str | None = None, seed: int = 1234, batch_stochastic: bool = False,
                  add_bos_token: bool | None = None, trust_remote_code: bool = False, preset: str | None = None,
@@ -100,6 +102,7 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
         )
         self.model = (self.model if load_in_4bit else self.model.to(self._device)).eval()
         self.facts = get_diffusion_facts(self.model)
+        check_cache_supported(self.model, self.sampler_overrides.get("cache", "none"))  # before any request runs
         self.tokenizer = load_diffusion_tokenizer(pretrained, revision=revision)
         check_tokenizer_fits_model(self.tokenizer, self.model, self.facts.mask_token_id)
         self.pad_token_id = self.tokenizer.pad_token_id

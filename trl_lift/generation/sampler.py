@@ -33,7 +33,7 @@ import torch
 from ..diffusion.masking import top_k_positions
 from ..models.facts import get_diffusion_facts, is_bidirectional, text_config
 from ..models.vocabulary import check_ids_in_vocabulary
-from .cache import CanvasForward, canvas_position_ids
+from .cache import CanvasForward, canvas_position_ids, check_cache_supported
 from .config import DiffusionGenerationConfig
 from .dream import dream_decode
 from .schedule import propose_tokens, select_by_threshold, token_confidence, transfer_schedule
@@ -155,6 +155,7 @@ def diffusion_generate(
     config = generation_config or DiffusionGenerationConfig()
     mask_id, eos_id, eot_id, logit_shift = _resolve_ids(model, config)
     _check_inputs(model, input_ids, attention_mask, mask_id)
+    check_cache_supported(model, config.cache)
     device = getattr(model, "device", input_ids.device)
     input_ids = input_ids.to(device)
     attention_mask = None if attention_mask is None else attention_mask.to(device)

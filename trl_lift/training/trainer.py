@@ -20,6 +20,7 @@ from ..diffusion.scoring import GoldScores, gold_log_probs
 from ..methods import DiffusionBatch, NoisedBatch, NoisePlan, TokenWeightingCallback, build_method, noise_at_times
 from ..models.facts import get_diffusion_facts, is_bidirectional, unwrap_model
 from ..models.loading import load_diffusion_model, load_diffusion_tokenizer
+from ..models.masked_lm import ensure_generation_config
 from ..models.vocabulary import check_mask_token_fits, vocabulary_size
 from .config import DiffusionSFTConfig
 from .data_checks import check_dataset_columns, prepare_counted
@@ -88,6 +89,7 @@ class DiffusionSFTTrainer(SFTTrainer):
         given = [cb for cb in kwargs.get("callbacks") or [] if isinstance(cb, TokenWeightingCallback)]
         for method in given:
             _check_method_matches(method, args)
+        ensure_generation_config(model)  # SFTTrainer writes pad / EOS ids there; encoders (BERT) have none
         super().__init__(model, args, **kwargs)
         # SFTTrainer gave the model TRL's fused LM head with the outputs gold_log_probs reads.
         unwrap_model(self.model)._trl_lift_fused_head = True
