@@ -16,7 +16,6 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-
 from test_lm_eval_model import make_lora_adapter, write_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
