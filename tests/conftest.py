@@ -65,10 +65,15 @@ def dream(dream_checkpoint):
     return sharpen_weights(load_diffusion_model(dream_checkpoint[0]))
 
 
+def pytest_configure(config):
+    data = os.environ.get("TRL_LIFT_DATA_DIR")
+    if data and not os.path.isdir(os.path.expanduser(data)):  # a typo would otherwise skip every data test
+        raise pytest.UsageError(f"TRL_LIFT_DATA_DIR={data} is no folder: point it at the benchmark data "
+                                "(e.g. ../shared/data), or unset it.")
+
+
 def pytest_report_header(config):
     from test_tasks_lm_eval import DATA_DIR
 
-    if os.environ.get("TRL_LIFT_DATA_DIR") and not DATA_DIR.is_dir():
-        raise pytest.UsageError(f"TRL_LIFT_DATA_DIR={DATA_DIR} is no folder: point it at the benchmark data.")
     state = "found" if DATA_DIR.is_dir() else "ABSENT: the tests that need it skip (set TRL_LIFT_DATA_DIR)"
     return f"benchmark data: {DATA_DIR} ({state})"

@@ -158,7 +158,8 @@ def test_readmes_python_example_runs(tmp_path, llada_checkpoint):
     (tmp_path / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     for old, new in (('"GSAI-ML/LLaDA-8B-Instruct"', repr(llada_checkpoint[0])),
                      ('"trl-lib/Capybara"', repr(str(tmp_path / "data"))),
-                     ('output_dir="llada-lift"', f'output_dir={str(tmp_path / "out")!r}, max_steps=2, report_to="none"')):
+                     ('output_dir="llada-lift"', f'output_dir={str(tmp_path / "out")!r}, max_steps=2, '
+                                                 'report_to="none"')):
         assert old in code
         code = code.replace(old, new)
     printed = []
