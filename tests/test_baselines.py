@@ -166,10 +166,8 @@ def test_cart_loss_by_hand(checkpoints, tmp_path, variant):
     trainer = DiffusionSFTTrainer(load_diffusion_model(path), args=args, train_dataset=Dataset.from_list(rows),
                                   processing_class=PreTrainedTokenizerFast.from_pretrained(path))
     inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
-    model, method = trainer.model.train(), trainer.token_weighting  # a training step (the tiny model has no dropout)
-    method.generator.manual_seed(3)
-    replay = torch.Generator()
-    replay.set_state(method.generator.get_state())
+    model = trainer.model.train()  # a training step (the tiny model has no dropout)
+    replay = trainer._diffusion_batch(inputs).noise  # the step's per-example seeds, drawn again from the start
     with torch.no_grad():
         loss = trainer.compute_loss(model, inputs)
     # By hand, from the same draws.

@@ -11,6 +11,7 @@ from trl_lift.diffusion.masking import (
     random_subset,
     sample_times,
     top_k_positions,
+    uniform,
 )
 
 
@@ -74,3 +75,30 @@ def test_random_subset_counts():
     chosen = random_subset(candidates, torch.tensor([4, 7]), generator=torch.Generator().manual_seed(1))
     assert chosen.sum(1).tolist() == [4, 5]
     assert not (chosen & ~candidates).any()
+
+
+# ---- per-example noise (trl_lift.diffusion.example_noise) -------------------------------------------------
+def test_row_noise_does_not_depend_on_batch_position_padding_or_neighbours():
+    from trl_lift.diffusion.example_noise import row_seeds
+
+    a, b, c = torch.tensor([5, 6, 7, 8]), torch.tensor([9, 10]), torch.tensor([11, 12, 13])
+    batch = torch.zeros(3, 6, dtype=torch.long)
+    content = torch.zeros(3, 6, dtype=torch.bool)
+    for i, row in enumerate((a, b, c)):
+        batch[i, : len(row)], content[i, : len(row)] = row, True
+    noise = row_seeds(batch, content, seed=7, step=3)
+    t, masks = sample_times(3, generator=noise), uniform((3, 6), generator=noise)
+    # Row b alone, padded to another length, in another batch position: the same draws on its tokens.
+    alone = row_seeds(torch.tensor([[9, 10, 0, 0, 0, 0, 0, 0, 0]]), torch.tensor([[1, 1] + [0] * 7]).bool(),
+                      seed=7, step=3)
+    t_b, masks_b = sample_times(1, generator=alone), uniform((1, 9), generator=alone)
+    assert t_b.item() == t[1].item()
+    assert torch.equal(masks_b[0, :6], masks[1])
+    # Another step, seed or content: other draws; identical rows in one batch: distinct draws.
+    for other in (row_seeds(batch, content, seed=7, step=4), row_seeds(batch, content, seed=8, step=3)):
+        assert not torch.equal(sample_times(3, generator=other), t)
+    twins = row_seeds(torch.stack([batch[0], batch[0]]), torch.stack([content[0], content[0]]), seed=7, step=3)
+    pair = sample_times(2, generator=twins)
+    assert pair[0].item() == t[0].item() and pair[1].item() != pair[0].item()
+    with pytest.raises(ValueError, match="a draw of 2 rows from RowSeeds of 3 rows"):
+        uniform((2, 6), generator=noise)

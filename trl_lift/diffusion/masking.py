@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import torch
 
+from .example_noise import RowSeeds
 
-def uniform(shape, *, generator: torch.Generator | None = None, device=None, dtype=torch.float32) -> torch.Tensor:
+
+def uniform(shape, *, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
     """``U(0, 1)`` draws of ``shape`` made on the generator's device, then moved to ``device``.
 
     Drawing on the generator's own device keeps a run reproducible whatever device the model is on.
+    ``generator`` is a ``torch.Generator``, ``None`` or per-row seeds
+    (:class:`~trl_lift.diffusion.example_noise.RowSeeds`: each row from its own stream).
     """
+    if isinstance(generator, RowSeeds):
+        draws = generator.uniform(shape, dtype=dtype)
+        return draws.to(device) if device is not None else draws
     gen_device = generator.device if generator is not None else device
     draws = torch.rand(shape, generator=generator, device=gen_device, dtype=dtype)
     return draws.to(device) if device is not None else draws
@@ -29,6 +36,11 @@ def sample_times(batch_size: int, *, eps: float = 1e-3, generator=None, device=N
     if not 0.0 <= eps < 1.0:
         raise ValueError(f"eps must be in [0, 1), got {eps}.")
     return (1.0 - eps) * uniform((batch_size,), generator=generator, device=device) + eps
+
+
+def take_rows(generator, n: int):
+    """The source of randomness for a draw over the first ``n`` rows (per-row seeds are cut to them)."""
+    return generator.head(n) if isinstance(generator, RowSeeds) else generator
 
 
 def grid_times(n: int, *, eps: float = 1e-3, device=None) -> torch.Tensor:

@@ -11,8 +11,11 @@ and with what weight it enters the loss. It does so in two pure stages, and neve
 
 The trainer runs every forward pass in between. Methods are dataclasses registered by name
 (``@register("lift")``), configured at construction (the time epsilon and the loss weighting
-included) and validated once; each is also a ``TrainerCallback`` that owns the noise generator,
-whose state is saved in checkpoints so a resumed run draws the masks an uninterrupted one would.
+included) and validated once; each is also a ``TrainerCallback`` that owns a noise generator, saved in checkpoints,
+for use outside the trainer. In training the trainer hands each batch per-example seeds
+(:mod:`trl_lift.diffusion.example_noise`, keyed by the seed, the step and each sequence's tokens), so
+noise does not depend on batch position, rank or packing, and a resumed run draws what an
+uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from ..checks import check_field_choices, check_range
+from ..diffusion.example_noise import RowSeeds
 from ..diffusion.masking import sample_times
 from ..diffusion.scoring import GoldScores
 
@@ -42,6 +46,8 @@ class DiffusionBatch:
         mask_token_id: the model's mask token.
         padding_mask: ``[B, L]`` bool, the batch's trailing padding (part of the answer when it is
             supervised, filled with EOS and attended to; methods that exclude padding read it here).
+        noise: per-example seeds (the trainer's): when set, every draw of the method comes from them
+            instead of the method's generator, so a sequence's noise does not depend on its batch.
     """
 
     input_ids: torch.Tensor
@@ -49,6 +55,7 @@ class DiffusionBatch:
     answer_mask: torch.Tensor
     mask_token_id: int
     padding_mask: torch.Tensor | None = None
+    noise: RowSeeds | None = None
 
     @property
     def padding(self) -> torch.Tensor:
@@ -151,7 +158,8 @@ class TokenWeightingCallback(TrainerCallback, ExportableState):
     )
     seed: int | None = field(
         default=None,
-        metadata={"help": "Seed of the noise generator; None = args.seed, offset by the process index."},
+        metadata={"help": "Seed of the noise: in the trainer, of the per-example seeds (None = args.seed, the "
+                  "same on every process); outside it, of the method's generator."},
     )
 
     name = "base"
@@ -180,10 +188,14 @@ class TokenWeightingCallback(TrainerCallback, ExportableState):
         """
         return plan.state["noised"]
 
+    def _rng(self, batch: DiffusionBatch):
+        """The batch's per-example seeds when the trainer gave them, else the method's generator."""
+        return batch.noise if batch.noise is not None else self.generator
+
     def _times(self, batch: DiffusionBatch) -> torch.Tensor:
-        """``[B]`` masking ratios ``t ~ U(eps, 1)`` from the method's generator."""
+        """``[B]`` masking ratios ``t ~ U(eps, 1)`` (the first draw of the step)."""
         x0 = batch.input_ids
-        return sample_times(x0.size(0), eps=self.time_epsilon, generator=self.generator, device=x0.device)
+        return sample_times(x0.size(0), eps=self.time_epsilon, generator=self._rng(batch), device=x0.device)
 
     # ---- generator and checkpoint state -------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):

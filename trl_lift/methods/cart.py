@@ -73,7 +73,7 @@ class CARTWeighting(TokenWeightingCallback):
 
     def plan(self, batch: DiffusionBatch) -> NoisePlan:
         t = self._times(batch)  # [b]
-        masked = mask_positions(batch.answer_mask, t, generator=self.generator)  # [b, l]
+        masked = mask_positions(batch.answer_mask, t, generator=self._rng(batch))  # [b, l]
         context = batch.attention_mask.bool() & ~masked
         weights = cart_weights(masked, context, p=self.p)
         if self.variant == "lift_reference":

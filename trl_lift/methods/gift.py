@@ -66,14 +66,15 @@ class GIFTMasking(TokenWeightingCallback):
         # 1. Entropies with the whole answer masked (no gradient); padding stays as in training.
         all_masked = apply_mask(batch.input_ids, content, batch.mask_token_id)
         return NoisePlan(all_masked, t, batch.targets_at(content), train_mode=self.scoring_mode == "train",
-                         state={"x0": batch.input_ids, "mask_token_id": batch.mask_token_id, "content": content})
+                         state={"x0": batch.input_ids, "mask_token_id": batch.mask_token_id, "content": content,
+                                "rng": self._rng(batch)})
 
     def finish(self, plan: NoisePlan, scores) -> NoisedBatch:
         content, t = plan.state["content"], plan.t
         entropy = scores.entropy.detach()
         # 2. Per-token probabilities, the mask, the importance weights.
         probs = gift_masking_probs(entropy, t, content, eps=self.time_epsilon)  # [b, l]
-        masked = mask_positions(content, probs, generator=self.generator)
+        masked = mask_positions(content, probs, generator=plan.state["rng"])
         if self.loss_weighting == "inverse_t":
             weights = masked.float() / probs.clamp(min=self.time_epsilon)
         else:

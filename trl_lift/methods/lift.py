@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..checks import check_choice, check_range
-from ..diffusion.masking import apply_mask, mask_positions, random_subset, top_k_positions, uniform
+from ..diffusion.masking import apply_mask, mask_positions, random_subset, take_rows, top_k_positions, uniform
 from .base import DiffusionBatch, NoisedBatch, NoisePlan, TokenWeightingCallback, register, time_weights
 
 # Component codes, in the order of the bands (small t -> large t).
@@ -116,7 +116,7 @@ def choose_components(
     rows = t.shape[0] if scope == "sequence" else 1
     if policy == "random":
         pool = torch.tensor([BOTTOM, TOP] if bands == 2 else [BOTTOM, VANILLA, TOP], device=t.device)
-        draws = uniform((rows,), generator=generator, device=t.device)
+        draws = uniform((rows,), generator=take_rows(generator, rows), device=t.device)
         chosen = pool[(draws * len(pool)).long().clamp(max=len(pool) - 1)]
     else:
         chosen = band_components(t if scope == "sequence" else t.mean().reshape(1), bands)
@@ -291,7 +291,7 @@ class LIFTCallback(TokenWeightingCallback):
         check_range("rho_floor", self.rho_floor, 0.0, 1.0, high_open=True)
 
     def plan(self, batch: DiffusionBatch) -> NoisePlan:
-        x0, answer, gen = batch.input_ids, batch.answer_mask, self.generator
+        x0, answer, gen = batch.input_ids, batch.answer_mask, self._rng(batch)
         # 1-2. t per sequence, and the extra ratio rho.
         t = self._times(batch)  # [b]
         rho = extra_ratios(t, eps=self.time_epsilon, rule=self.rho_rule, floor=self.rho_floor, generator=gen)  # [b]
@@ -307,7 +307,7 @@ class LIFTCallback(TokenWeightingCallback):
         # 6, what it needs: scores of M in the rows that select by confidence (vanilla rows need none).
         scored = (component != VANILLA) & superset.any(1)  # [b]
         state = {"x0": x0, "mask_token_id": batch.mask_token_id, "answer": answer,
-                 "superset": superset, "component": component, "k": k}
+                 "superset": superset, "component": component, "k": k, "rng": gen}
         targets = batch.targets_at(superset & scored[:, None])
         if not self.approximate:
             return NoisePlan(x_sup, t, targets if scored.any() else None, scored,
@@ -329,7 +329,7 @@ class LIFTCallback(TokenWeightingCallback):
         else:
             zeros = torch.zeros(superset.shape, device=superset.device)
             selected = select_positions(confidence if confidence is not None else zeros, superset, k, component,
-                                        generator=self.generator)  # [b, l]
+                                        generator=state["rng"])  # [b, l]
             # 7. Reveal M \ S: only S stays masked.
             input_ids = apply_mask(state["x0"], selected, state["mask_token_id"])
         # 8. Train on S with the 1 / t weight (t, not t + rho).

@@ -31,5 +31,6 @@ class VanillaMasking(TokenWeightingCallback):
     probability ``t``, weight ``1 / t`` (or 1); the loss is normalised per sequence (LLaDA)."""
 
     def plan(self, batch: DiffusionBatch) -> NoisePlan:
-        noised = noise_at_times(batch, self._times(batch), generator=self.generator, weighting=self.loss_weighting)
+        t = self._times(batch)
+        noised = noise_at_times(batch, t, generator=self._rng(batch), weighting=self.loss_weighting)
         return NoisePlan(input_ids=noised.input_ids, t=noised.t, state={"noised": noised})

@@ -105,13 +105,14 @@ class DiffusionSFTConfig(SFTConfig):
         metadata={
             "help": "Evaluate the loss at this many (an integer >= 1) fixed masking ratios (midpoints of equal cells of [eps, 1]) per "
             "batch and average them, for a low-variance, deterministic evaluation loss. None = one random t per "
-            "sequence. Evaluation masks always come from a generator reset to `eval_seed`, and the evaluation loss is "
+            "sequence. Evaluation masks always come from per-example seeds keyed by `eval_seed`, and the evaluation loss is "
             "the vanilla masked-diffusion loss whatever the training method, so that runs compare."
         },
     )
     eval_seed: int = field(
         default=1234,
-        metadata={"help": "Seed of the evaluation masks, reset at every evaluation so evaluations are comparable."},
+        metadata={"help": "Seed of the evaluation masks (with each sequence's tokens): every evaluation draws the "
+                  "same masks, so evaluations are comparable."},
     )
     restore_callback_states_from_checkpoint: bool = field(
         default=True,

@@ -14,6 +14,7 @@ import copy
 import torch
 from trl import SFTTrainer
 
+from ..diffusion.example_noise import row_seeds
 from ..diffusion.losses import diffusion_loss
 from ..diffusion.masking import answer_mask_from_labels, grid_times, sample_times
 from ..diffusion.scoring import GoldScores, gold_log_probs
@@ -100,7 +101,6 @@ class DiffusionSFTTrainer(SFTTrainer):
             raise ValueError("supervise_padding needs an EOS id: set model.config.eos_token_id.")
         if not given:
             self.add_callback(build_method(args.token_weighting, args))
-        self._eval_generator = torch.Generator()
         self._loss_guard = FiniteLossGuard(self.accelerator)
         self.add_callback(self._loss_guard)
 
@@ -125,10 +125,20 @@ class DiffusionSFTTrainer(SFTTrainer):
         return next(cb for cb in self.callback_handler.callbacks if isinstance(cb, TokenWeightingCallback))
 
     # ---- batches -------------------------------------------------------------------------------------------
-    def _diffusion_batch(self, inputs: dict) -> DiffusionBatch:
+    def _noise_key(self, mode: str) -> tuple[int, int]:
+        """(seed, step) of this micro-batch's per-example noise; evaluation draws the same masks every time."""
+        if mode == "eval":
+            return self.args.eval_seed, 0
+        seed = self.token_weighting.seed
+        return (self.args.seed if seed is None else seed), self.state.global_step
+
+    def _diffusion_batch(self, inputs: dict, mode: str = "train") -> DiffusionBatch:
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
         answer = answer_mask_from_labels(inputs["labels"], attention_mask, supervise_padding=self.supervise_padding)
         padding = attention_mask == 0
+        # Noise keyed by each sequence's own tokens: the same whatever its batch, rank or padding.
+        seed, step = self._noise_key(mode)
+        noise = row_seeds(input_ids, ~padding, seed=seed, step=step)
         if self.supervise_padding:
             if (attention_mask[:, 1:] > attention_mask[:, :-1]).any():
                 raise ValueError(
@@ -138,7 +148,8 @@ class DiffusionSFTTrainer(SFTTrainer):
             # LLaDA's recipe: trailing padding is EOS content the model attends to and learns to produce.
             input_ids = input_ids.masked_fill(padding, self.facts.eos_token_id)
             attention_mask = torch.ones_like(attention_mask)
-        return DiffusionBatch(input_ids, attention_mask, answer, self.facts.mask_token_id, padding_mask=padding)
+        return DiffusionBatch(input_ids, attention_mask, answer, self.facts.mask_token_id, padding_mask=padding,
+                              noise=noise)
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
         """Answer tokens over the accumulation window (and devices): the 'batch' normaliser."""
@@ -188,15 +199,15 @@ class DiffusionSFTTrainer(SFTTrainer):
     def _eval_noise(self, batch: DiffusionBatch) -> list[NoisedBatch]:
         size, device, args = batch.input_ids.size(0), batch.input_ids.device, self.args
         if args.eval_timesteps is None:
-            times = [sample_times(size, eps=args.time_epsilon, generator=self._eval_generator, device=device)]
+            times = [sample_times(size, eps=args.time_epsilon, generator=batch.noise, device=device)]
         else:
             times = [t.expand(size) for t in grid_times(args.eval_timesteps, eps=args.time_epsilon, device=device)]
-        return [noise_at_times(batch, t, generator=self._eval_generator, weighting=args.loss_weighting) for t in times]
+        return [noise_at_times(batch, t, generator=batch.noise, weighting=args.loss_weighting) for t in times]
 
     # ---- the loss ----------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if model.training else "eval"
-        batch = self._diffusion_batch(inputs)
+        batch = self._diffusion_batch(inputs, mode)
         if mode == "train":
             steps = [self._training_step_noise(model, batch)]
             accumulation = getattr(self, "current_gradient_accumulation_steps", 1)
@@ -248,11 +259,7 @@ class DiffusionSFTTrainer(SFTTrainer):
         for key, value in noised.metrics.items():
             metrics[key].append(float(value))
 
-    # ---- evaluation: deterministic masks, loss only -------------------------------------------------------------
-    def evaluate(self, *args, **kwargs):
-        self._eval_generator.manual_seed(self.args.eval_seed)
-        return super().evaluate(*args, **kwargs)
-
+    # ---- evaluation: deterministic masks (keyed by eval_seed and each sequence), loss only ------------------
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
