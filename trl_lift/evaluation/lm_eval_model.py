@@ -45,29 +45,9 @@ logger = logging.getLogger(__name__)
 class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
     """lm-eval model for masked diffusion LMs, loaded natively (never with remote code).
 
-    Args:
-        pretrained: hub id or folder of a LLaDA, Dream or native bidirectional checkpoint (default: the LIFT
-            paper's ``GSAI-ML/LLaDA-8B-Instruct``).
-        peft: a PEFT (LoRA) adapter folder or hub id, evaluated on top of the base model, unmerged.
-        dtype: ``"auto"`` (bfloat16 on an accelerator, float32 on CPU), or a torch dtype name.
-        load_in_4bit: quantise the base model with bitsandbytes (compute in ``dtype``).
-        revision, mask_token_id: passed to :func:`trl_lift.load_diffusion_model`.
-        mc_num: Monte-Carlo samples per likelihood request (>= 1); ``mc_estimator``: ``"time"`` or ``"count"``
-            (:func:`trl_lift.evaluation.likelihood.estimate_elbo`); ``mc_batch_size``: sequences per
-            likelihood forward pass (>= 1; default ``batch_size * (mc_num + 1)``).
-        batch_size: prompts per sampler call (an int >= 1; ``"auto"`` is read as 1).
-        max_gen_toks: cap on a request's ``max_gen_toks`` (>= 1; requests asking more are clamped, with a warning).
-        max_length: longest sequence fed to the model (>= 2); ``None`` = ``config.max_position_embeddings``.
-            Longer prompts and likelihood contexts lose their first tokens, with a warning.
-        device: ``None`` = CUDA when available; under ``accelerate launch`` each process takes its own.
-        seed: base of the per-request seeds.
-        batch_stochastic: batch sampled decoding with one generator per batch (faster; outputs then
-            depend on the batch composition). Default: such requests run one by one.
-        add_bos_token: prepend the tokenizer's special tokens to prompts; ``None`` = the tokenizer's
-            behaviour, except for text that already starts with the BOS token (chat templates).
-        preset: a named protocol's sampler settings (:mod:`trl_lift.generation.presets`); ``**sampler`` overrides
-            them. With neither a preset nor ``**sampler``: ``lift_paper`` (:mod:`.lm_eval_args`).
-        **sampler: any :class:`trl_lift.DiffusionGenerationConfig` field, overriding every request.
+    Its model_args (``pretrained``, ``peft``, ``preset``, the sampler settings, ``dtype``, ``mc_num`` ...),
+    their defaults and ranges are documented in :mod:`trl_lift.evaluation.lm_eval_args`, which checks
+    them before anything loads, and tabled in the README ("lift_dlm model_args").
     """
 
     def __init__(self, pretrained: str = DEFAULT_PRETRAINED, peft: str | None = None, dtype: str = "auto",
