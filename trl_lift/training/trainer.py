@@ -71,6 +71,9 @@ class DiffusionSFTTrainer(SFTTrainer):
                 revision = (args.model_init_kwargs or {}).get("revision")
                 kwargs["processing_class"] = load_diffusion_tokenizer(model, revision=revision)
             model = _load_model(model, args, quantization_config)
+            # Used here: TRL, handed the loaded model, would warn that they are ignored (the caller's config is kept).
+            args = copy.copy(args)
+            args.model_init_kwargs = None
         elif quantization_config is not None:
             raise ValueError("quantization_config only applies to a model given by name; load the model quantized.")
         if not is_bidirectional(model):
