@@ -165,3 +165,18 @@ def test_readmes_python_example_runs(tmp_path, llada_checkpoint):
     printed = []
     exec(compile(code, "README.md", "exec"), {"print": lambda *a: printed.append(a)})
     assert len(printed) == 1 and isinstance(printed[0][0], str)
+
+
+def test_the_command_line_drops_only_the_known_notices():
+    import logging
+
+    from trl_lift.cli.quiet import silence_known_noise
+
+    silence_known_noise()
+    logger = logging.getLogger("transformers.configuration_utils")
+    note = logging.LogRecord(logger.name, logging.WARNING, __file__, 1, "You are using a model of type `llada` to "
+                             "instantiate a model of type `llama`. This may be expected", None, None)
+    other = logging.LogRecord(logger.name, logging.WARNING, __file__, 1, "You are using a model of type `bert` to "
+                              "instantiate a model of type `llama`.", None, None)
+    assert (logger.filter(note), bool(logger.filter(other))) == (False, True)
+    assert logging.getLogger("bitsandbytes.backends.cpu.ops").getEffectiveLevel() == logging.ERROR

@@ -8,6 +8,7 @@ why it is noise; everything else is left as it is.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 
 # (category, message regex): raised inside TRL / transformers / torch on every run, whatever the user sets.
@@ -22,10 +23,24 @@ WARNINGS = [
 LOGGERS = ["bitsandbytes.backends.cpu.ops"]
 
 
+# PEFT reads the base model's config.json with the native config class when it saves an adapter: for a
+# LLaDA / Dream checkpoint, transformers then notes that a `llada` / `Dream` config fills a Llama / Qwen2 one,
+# which is exactly how trl-lift loads them (trl_lift/models/native_configs.py).
+NATIVE_CONFIG_NOTE = re.compile(r"model of type `(llada|Dream|dream)` to instantiate a model of type `(llama|qwen2)`")
+
+
+class _DropNativeConfigNote(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not NATIVE_CONFIG_NOTE.search(record.getMessage())
+
+
 def silence_known_loggers() -> None:
     """Only the loggers (also applied when lm-eval registers ``lift_dlm``: the stock command's runs)."""
     for name in LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    config_logger = logging.getLogger("transformers.configuration_utils")
+    if not any(isinstance(f, _DropNativeConfigNote) for f in config_logger.filters):
+        config_logger.addFilter(_DropNativeConfigNote())
 
 
 def silence_known_noise() -> None:
