@@ -5,7 +5,9 @@ imported. ``trl_lift_lm_eval.pth`` (installed next to this module in site-packag
 at interpreter start-up; it only adds a meta-path finder that waits for ``lm_eval.models`` and, right
 after that module runs, calls :func:`trl_lift.evaluation.lm_eval_registry.register` (a lazy
 ``"module:Class"`` entry: trl-lift's model code is imported only when the model is used). It imports
-nothing beyond ``sys`` at start-up, and never raises.
+nothing beyond ``sys`` at start-up, and never raises. The project's tasks need no hook: the wheel
+installs them in lm-eval's own task folder (setup.py); the hook only says so when that folder belongs
+to another lm-eval than the one running.
 """
 
 import sys
