@@ -83,3 +83,16 @@ def test_sft_refuses_remote_code_and_missing_data(tmp_path, llada_checkpoint):
     with pytest.raises(ValueError, match="--eval_holdout N"):
         main([*base, "--dataset_name", str(write_s1k(tmp_path / "d")), "--dataset_format", "s1k",
               "--eval_strategy", "steps"])
+
+
+def test_dataset_mixture_from_the_config(tmp_path):
+    for name, rows in (("a", 3), ("b", 5)):
+        write_s1k(tmp_path / name, rows)
+    (tmp_path / "mix.yaml").write_text(
+        f"datasets:\n  - path: json\n    data_files: {tmp_path / 'a' / 'train.jsonl'}\n"
+        f"  - path: json\n    data_files: {tmp_path / 'b' / 'train.jsonl'}\n    columns: [question, solution]\n"
+        "dataset_format: s1k\neval_holdout: 2\noutput_dir: out\n")
+    script, config, _, mixture = parse(tmp_path / "mix.yaml")
+    dataset = sft.load_datasets(script, mixture, seed=0)
+    assert (len(dataset["train"]), len(dataset["test"])) == (6, 2)
+    assert dataset["train"].column_names == ["prompt", "completion"]
