@@ -66,7 +66,8 @@ def test_hook_is_installed_and_imports_nothing_at_start_up(venv):
     purelib = site_packages(venv)
     assert (purelib / "trl_lift_lm_eval.pth").is_file() and (purelib / "_trl_lift_lm_eval.py").is_file()
     assert purelib != Path(sysconfig.get_paths()["purelib"])
-    probe = "import sys; print(sorted(m for m in ('_trl_lift_lm_eval', 'trl_lift', 'lm_eval', 'torch') if m in sys.modules))"
+    probe = ("import sys; print(sorted(m for m in ('_trl_lift_lm_eval', 'trl_lift', 'lm_eval', 'torch') "
+             "if m in sys.modules))")
     out = subprocess.run([str(venv), "-c", probe], check=True, capture_output=True, text=True, env=ENV)
     assert json.loads(out.stdout.replace("'", '"')) == ["_trl_lift_lm_eval"]
 
@@ -74,7 +75,8 @@ def test_hook_is_installed_and_imports_nothing_at_start_up(venv):
 def run_lm_eval(command, tmp_path, model_args, task):
     out = tmp_path / task
     proc = subprocess.run([*command, "--model", "lift_dlm", "--model_args", model_args, "--tasks", task,
-                           "--include_path", str(write_tasks(tmp_path)), "--output_path", str(out), "--batch_size", "2"],
+                           "--include_path", str(write_tasks(tmp_path)), "--output_path", str(out),
+                           "--batch_size", "2"],
                           capture_output=True, text=True, env=ENV, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (result,) = list(out.rglob("results_*.json"))
