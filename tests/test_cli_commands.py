@@ -180,3 +180,24 @@ def test_the_command_line_drops_only_the_known_notices():
                               "instantiate a model of type `llama`.", None, None)
     assert (logger.filter(note), bool(logger.filter(other))) == (False, True)
     assert logging.getLogger("bitsandbytes.backends.cpu.ops").getEffectiveLevel() == logging.ERROR
+
+
+def test_stock_aime24_runs_on_lift_dlm_with_the_papers_sampler(tmp_path, llada_checkpoint):
+    """lm-eval's own aime24 task, its data read from the local copy: 32768 tokens asked, lift_paper decodes 256."""
+    import lm_eval
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+    from test_tasks_lm_eval import DATA_DIR
+
+    stock = Path(lm_eval.__file__).parent / "tasks" / "aime" / "aime24.yaml"
+    (tmp_path / "aime24_local.yaml").write_text(
+        f"include: {stock}\ntask: aime24_local\ndataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    train: {DATA_DIR / 'aime24' / 'test.jsonl'}\n")
+    results = simple_evaluate(model="lift_dlm", model_args=f"pretrained={llada_checkpoint[0]},dtype=float32",
+                              tasks=["aime24_local"], limit=1,
+                              task_manager=TaskManager(include_defaults=False, include_path=str(tmp_path)))
+    info = results["config"]["lift_dlm"]
+    assert info["preset"] == "lift_paper"
+    (used,) = info["sampler_configs_used"]
+    assert (used["sampler"]["gen_length"], used["sampler"]["block_length"], used["sampler"]["steps"]) == (256, 32, 128)
+    assert results["results"]["aime24_local"]["exact_match,none"] == 0.0
