@@ -164,3 +164,22 @@ def test_editable_install_gets_the_hook_too(tmp_path):
     probe = "import lm_eval.models; from lm_eval.api.registry import get_model; print(get_model('lift_dlm').__name__)"
     out = subprocess.run([str(python), "-c", probe], check=True, capture_output=True, text=True, env=ENV)
     assert out.stdout.strip() == "LIFTDiffusionLM"
+
+
+def test_hook_names_the_fix_when_the_tasks_sit_beside_another_lm_eval(tmp_path, monkeypatch, capsys):
+    import types
+
+    spec = importlib.util.spec_from_file_location("_hook_under_test", ROOT / "hooks" / "_trl_lift_lm_eval.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    running = tmp_path / "system" / "lm_eval"
+    running.mkdir(parents=True)
+    (tmp_path / "user" / "lm_eval" / "tasks" / "trl_lift").mkdir(parents=True)
+    monkeypatch.setitem(sys.modules, "lm_eval", types.SimpleNamespace(__file__=str(running / "__init__.py")))
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "user"), *sys.path])
+    hook._warn_if_tasks_unreachable()
+    message = capsys.readouterr().err
+    assert str(tmp_path / "user" / "lm_eval" / "tasks" / "trl_lift") in message and "trl-lift tasks-dir" in message
+    (running / "tasks" / "trl_lift").mkdir(parents=True)  # the running lm-eval has them: silence
+    hook._warn_if_tasks_unreachable()
+    assert capsys.readouterr().err == ""
