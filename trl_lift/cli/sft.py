@@ -49,6 +49,8 @@ def load_datasets(script_args: DiffusionScriptArguments, dataset_args: DatasetMi
     from datasets import DatasetDict, load_dataset
     from trl import get_dataset
 
+    from ..training.formats import apply_format
+
     if dataset_args.datasets:
         dataset = get_dataset(dataset_args)
     elif script_args.dataset_name:
@@ -61,9 +63,6 @@ def load_datasets(script_args: DiffusionScriptArguments, dataset_args: DatasetMi
     if script_args.dataset_train_split not in dataset:
         raise ValueError(f"The data set has no split {script_args.dataset_train_split!r} (it has {sorted(dataset)}): "
                          "pass --dataset_train_split.")
-    dataset = DatasetDict({name: split for name, split in dataset.items()})
-    from ..training.formats import apply_format
-
     dataset = apply_format(dataset, script_args.dataset_format)
     holdout = script_args.eval_holdout
     if holdout and script_args.dataset_test_split not in dataset:
