@@ -201,3 +201,14 @@ def test_stock_aime24_runs_on_lift_dlm_with_the_papers_sampler(tmp_path, llada_c
     (used,) = info["sampler_configs_used"]
     assert (used["sampler"]["gen_length"], used["sampler"]["block_length"], used["sampler"]["steps"]) == (256, 32, 128)
     assert results["results"]["aime24_local"]["exact_match,none"] == 0.0
+
+
+def test_generate_with_an_adapter_answers_as_the_merged_model(tmp_path, llada_checkpoint, llada_tokenizer, capsys):
+    from test_lm_eval_model import make_lora_adapter
+
+    adapter, merged = make_lora_adapter(tmp_path, llada_checkpoint[0], llada_tokenizer)
+    answers = []
+    for model, args in ((llada_checkpoint[0], ["--peft", adapter]), (merged, []), (llada_checkpoint[0], [])):
+        assert main(["generate", model, *args, "--prompt", "What is 12 plus 30?", "--no-progress", *SMALL]) == 0
+        answers.append(capsys.readouterr().out)
+    assert answers[0] == answers[1] != answers[2]  # the adapter counts, unmerged
