@@ -1,10 +1,13 @@
-"""Ships the lm-eval start-up hook (hooks/) and the task folder into the wheel; the rest is in pyproject.toml.
+"""Ships the lm-eval start-up hook and the task folder in the wheel; everything else is in pyproject.toml.
 
-lm-eval 0.4.13 discovers no model plugins, so ``trl_lift_lm_eval.pth`` and the tiny module it imports
-(``_trl_lift_lm_eval``) are copied next to the packages in the wheel: the stock ``lm_eval`` command then
-finds ``--model lift_dlm`` with no other step (see hooks/_trl_lift_lm_eval.py). The benchmark tasks
-(``lm_eval_tasks/``, top level in the repository) are copied to ``trl_lift/lm_eval_tasks`` so that
-``trl-lift eval`` and ``trl-lift tasks-dir`` find them in an installed package.
+- ``hooks/``: lm-eval 0.4.13 discovers no model plugins, so ``trl_lift_lm_eval.pth`` and the tiny module it
+  imports (``_trl_lift_lm_eval``) go next to the packages: the stock ``lm_eval`` command then finds
+  ``--model lift_dlm`` with no other step (see hooks/_trl_lift_lm_eval.py).
+- ``lm_eval_tasks/``: lm-eval discovers tasks only in its own folder (``lm_eval/tasks/**.yaml``) and in
+  ``--include_path``, and has no plugin or environment variable for tasks. The tasks are therefore installed
+  as ``lm_eval/tasks/trl_lift/`` (files of this wheel, removed by ``pip uninstall trl-lift``), so that
+  ``lm_eval --tasks lift_gsm8k`` works as it is. An editable install gets a copy taken at install time;
+  ``trl-lift eval`` includes the source folder itself when it differs (trl_lift/cli/tasks.py).
 """
 
 import os
@@ -16,40 +19,53 @@ from setuptools.command.editable_wheel import editable_wheel
 
 HOOK_FILES = ("hooks/_trl_lift_lm_eval.py", "hooks/trl_lift_lm_eval.pth")
 TASKS_DIR = "lm_eval_tasks"
+TASKS_TARGET = os.path.join("lm_eval", "tasks", "trl_lift")  # inside lm-eval's task discovery folder
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+
+def _task_files():
+    for folder, _, names in os.walk(TASKS_DIR):
+        for name in names:
+            if "__pycache__" not in folder and not name.endswith(".pyc"):
+                source = os.path.join(folder, name)
+                yield source, os.path.join(TASKS_TARGET, os.path.relpath(source, TASKS_DIR))
 
 
 class build_py_with_hook(build_py):
-    """``build_py`` that also places the hook files at the top of the wheel."""
+    """``build_py`` that also places the hook files at the top of the wheel and the tasks in lm-eval's folder."""
 
     def run(self):
         super().run()
         for source in HOOK_FILES:
             self.copy_file(source, os.path.join(self.build_lib, os.path.basename(source)), preserve_mode=0)
-        if os.path.isdir(TASKS_DIR):
-            self.copy_tree(TASKS_DIR, os.path.join(self.build_lib, "trl_lift", TASKS_DIR), preserve_mode=0)
+        for source, target in _task_files():
+            self.mkpath(os.path.dirname(os.path.join(self.build_lib, target)))
+            self.copy_file(source, os.path.join(self.build_lib, target), preserve_mode=0)
+
+    def _extra(self):
+        return [(os.path.join(self.build_lib, os.path.basename(s)), s) for s in HOOK_FILES] + [
+            (os.path.join(self.build_lib, t), s) for s, t in _task_files()]
 
     def get_outputs(self, include_bytecode=True):
-        hooks = [os.path.join(self.build_lib, os.path.basename(source)) for source in HOOK_FILES]
-        return super().get_outputs(include_bytecode) + hooks
+        return super().get_outputs(include_bytecode) + [built for built, _ in self._extra()]
 
     def get_output_mapping(self):
-        mapping = dict(super().get_output_mapping())
-        for source in HOOK_FILES:
-            mapping[os.path.join(self.build_lib, os.path.basename(source))] = source
-        return mapping
+        return {**dict(super().get_output_mapping()), **dict(self._extra())}
 
 
 class editable_wheel_with_hook(editable_wheel):
-    """Editable installs (``pip install -e .``) get the hook too, beside setuptools' own editable ``.pth``.
+    """Editable installs (``pip install -e .``) get the hook and a copy of the tasks too.
 
     Uses setuptools' ``_install_namespaces`` step, which receives the wheel's root folder; should a
-    setuptools release drop it, editable installs merely go without the hook (``trl-lift eval`` works).
+    setuptools release drop it, editable installs merely go without them (``trl-lift eval`` works).
     """
 
     def _install_namespaces(self, installation_dir, pth_prefix):
         super()._install_namespaces(installation_dir, pth_prefix)
         for source in HOOK_FILES:
             shutil.copy(source, os.path.join(installation_dir, os.path.basename(source)))
+        if os.path.isdir(TASKS_DIR):
+            shutil.copytree(TASKS_DIR, os.path.join(installation_dir, TASKS_TARGET), ignore=IGNORE, dirs_exist_ok=True)
 
 
 setup(cmdclass={"build_py": build_py_with_hook, "editable_wheel": editable_wheel_with_hook})

@@ -15,10 +15,15 @@ import tempfile
 import torch
 from datasets import Dataset
 
-from trl_lift import DiffusionSFTConfig, DiffusionSFTTrainer, load_diffusion_model
-from trl_lift import DiffusionGenerationConfig, diffusion_generate
+from trl_lift import (
+    DiffusionGenerationConfig,
+    DiffusionSFTConfig,
+    DiffusionSFTTrainer,
+    diffusion_generate,
+    load_diffusion_model,
+    load_diffusion_tokenizer,
+)
 from trl_lift.testing import make_tiny_llada, make_tiny_tokenizer
-from transformers import AutoTokenizer
 
 
 def arithmetic_dataset(n: int, seed: int) -> Dataset:
@@ -47,7 +52,7 @@ def main():
         model_path = os.path.join(workdir, "tiny-llada")
         make_tiny_llada(model_path, make_tiny_tokenizer("llada"))
         print(f"wrote a tiny LLaDA-format checkpoint to {model_path}")
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer = load_diffusion_tokenizer(model_path)  # never a remote-code prompt (the checkpoint has an auto_map)
 
     config = DiffusionSFTConfig(
         output_dir=os.path.join(workdir, "run"),

@@ -63,3 +63,17 @@ def llada(llada_checkpoint):
 def dream(dream_checkpoint):
     """Tiny Dream, sharpened like ``llada``."""
     return sharpen_weights(load_diffusion_model(dream_checkpoint[0]))
+
+
+def pytest_configure(config):
+    data = os.environ.get("TRL_LIFT_DATA_DIR")
+    if data and not os.path.isdir(os.path.expanduser(data)):  # a typo would otherwise skip every data test
+        raise pytest.UsageError(f"TRL_LIFT_DATA_DIR={data} is no folder: point it at the benchmark data "
+                                "(e.g. ../shared/data), or unset it.")
+
+
+def pytest_report_header(config):
+    from test_tasks_lm_eval import DATA_DIR
+
+    state = "found" if DATA_DIR.is_dir() else "ABSENT: the tests that need it skip (set TRL_LIFT_DATA_DIR)"
+    return f"benchmark data: {DATA_DIR} ({state})"

@@ -3,11 +3,12 @@
 A gold-answer model (each document's reference answer, written in the format
 the prompt asks for) must score 100% on all eight tasks, and a wrong-answer
 model 0%: the check on extraction and grading before any model is blamed.
-Data come from ``../shared/data`` (``TRL_LIFT_DATA_DIR``); tests that need it
-skip when the folder is absent.
+Data come from ``$TRL_LIFT_DATA_DIR``, else ``../shared/data`` beside the clone; tests that need them
+skip, saying so in their reason and in the run's header, only when neither is there.
 """
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -22,13 +23,14 @@ from trl_lift.evaluation.sudoku import render_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS_DIR = ROOT / "lm_eval_tasks"
-DATA_DIR = ROOT.parent / "shared" / "data"
+DATA_DIR = Path(os.environ.get("TRL_LIFT_DATA_DIR") or ROOT.parent / "shared" / "data").expanduser()
 REASONING = ["lift_gsm8k", "lift_math500", "lift_countdown", "lift_sudoku", "lift_aime24", "lift_aime25"]
 CODE = ["lift_humaneval", "lift_mbpp"]
 SIZES = {"lift_gsm8k": 1319, "lift_math500": 500, "lift_countdown": 256, "lift_sudoku": 256,
          "lift_aime24": 30, "lift_aime25": 30, "lift_humaneval": 164, "lift_mbpp": 500}  # fmt: skip
 HEADLINE = {"lift_sudoku": "cell_acc,none", "lift_aime24": "acc,all_samples", "lift_aime25": "acc,all_samples"}
-needs_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"benchmark data folder {DATA_DIR} is absent")
+NO_DATA = f"benchmark data folder {DATA_DIR} is absent: set TRL_LIFT_DATA_DIR to the folder of shared/data"
+needs_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason=NO_DATA)
 
 
 def reference(task: str, doc: dict) -> str:
@@ -106,7 +108,7 @@ def wrong_answer(task, doc, index):
 @pytest.fixture
 def local_data(monkeypatch):
     if not DATA_DIR.is_dir():
-        pytest.skip(f"benchmark data folder {DATA_DIR} is absent")
+        pytest.skip(NO_DATA)
     monkeypatch.setenv("TRL_LIFT_DATA_DIR", str(DATA_DIR))
 
 

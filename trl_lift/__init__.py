@@ -18,6 +18,7 @@ _EXPORTS = {
     "DiffusionSFTTrainer": "training.trainer",
     "load_diffusion_model": "models.loading",
     "load_diffusion_tokenizer": "models.loading",
+    "autoregressive_to_diffusion": "models.conversion",
     "DiffusionFacts": "models.facts",
     "get_diffusion_facts": "models.facts",
     "is_bidirectional": "models.facts",

@@ -55,13 +55,16 @@ _CORPUS = [
 ]
 
 
-def make_tiny_tokenizer(family: str = "llada", vocab_size: int = 384) -> PreTrainedTokenizerFast:
+def make_tiny_tokenizer(family: str = "llada", vocab_size: int = 384, *, with_mask: bool = True) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer with the family's special tokens and chat template.
 
     The special tokens come last, so their ids are ``len(tokenizer) - n_special ..``; read them from
-    the tokenizer (e.g. ``tokenizer.mask_token_id``).
+    the tokenizer (e.g. ``tokenizer.mask_token_id``). ``with_mask=False``: no mask token (an
+    autoregressive model's tokenizer).
     """
     special = LLADA_SPECIAL_TOKENS if family == "llada" else DREAM_SPECIAL_TOKENS
+    if not with_mask:
+        special = {**special, "mask_token": None}
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -70,7 +73,7 @@ def make_tiny_tokenizer(family: str = "llada", vocab_size: int = 384) -> PreTrai
     )
     tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
     names = [special["bos_token"], special["eos_token"], special["mask_token"], *special["additional"]]
-    tok.add_special_tokens(list(dict.fromkeys(names)))
+    tok.add_special_tokens([name for name in dict.fromkeys(names) if name is not None])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=special["bos_token"],

@@ -89,7 +89,14 @@ def load_benchmark(benchmark: str, *, num_problems: int = 256, seed: int | None 
         return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
     source = BENCHMARKS[benchmark]
     if local is None:
-        split = datasets.load_dataset(source.path, source.name, split=source.split)
+        try:
+            split = datasets.load_dataset(source.path, source.name, split=source.split)
+        except (ConnectionError, OSError) as err:  # offline, or the hub unreachable, and nothing in the cache
+            raise ConnectionError(
+                f"Could not load {benchmark} from the hub ({source.path}; {type(err).__name__}: {err}). Offline, set "
+                f"{DATA_DIR_ENV} to a folder holding {source.local_file} (the hub split as JSON lines), e.g. "
+                f"{DATA_DIR_ENV}=../shared/data."
+            ) from err
         return datasets.DatasetDict({"test": split})
     path = local / source.local_file
     if not path.exists():

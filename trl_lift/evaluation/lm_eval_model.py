@@ -26,15 +26,16 @@ from lm_eval.models.utils_hf import get_dtype
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm import tqdm
 
-from ..checks import check_range
-from ..generation.config import SAMPLER_FIELDS, DiffusionGenerationConfig
+from ..generation.cache import check_cache_supported
+from ..generation.config import DiffusionGenerationConfig
 from ..generation.presets import preset_values
 from ..generation.sampler import diffusion_generate
 from ..models.facts import get_diffusion_facts, text_config, unwrap_model
 from ..models.loading import load_diffusion_model, load_diffusion_tokenizer
 from ..models.vocabulary import check_tokenizer_fits_model
 from .data_parallel import DataParallelMixin
-from .likelihood import ESTIMATORS, ELBORequest, estimate_elbo
+from .likelihood import ELBORequest, estimate_elbo
+from .lm_eval_args import DEFAULT_PRETRAINED, check_model_args, default_preset
 from .request_seeds import request_generators
 from .run_record import RunRecord
 
@@ -44,50 +45,24 @@ logger = logging.getLogger(__name__)
 class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
     """lm-eval model for masked diffusion LMs, loaded natively (never with remote code).
 
-    Args:
-        pretrained: hub id or folder of a LLaDA, Dream or native bidirectional checkpoint.
-        peft: a PEFT (LoRA) adapter folder or hub id, evaluated on top of the base model, unmerged.
-        dtype: ``"auto"`` (bfloat16 on an accelerator, float32 on CPU), or a torch dtype name.
-        load_in_4bit: quantise the base model with bitsandbytes (compute in ``dtype``).
-        revision, mask_token_id: passed to :func:`trl_lift.load_diffusion_model`.
-        mc_num: Monte-Carlo samples per likelihood request (>= 1); ``mc_estimator``: ``"time"`` or ``"count"``
-            (:func:`trl_lift.evaluation.likelihood.estimate_elbo`); ``mc_batch_size``: sequences per
-            likelihood forward pass (>= 1; default ``batch_size * (mc_num + 1)``).
-        batch_size: prompts per sampler call (an int >= 1; ``"auto"`` is read as 1).
-        max_gen_toks: cap on a request's ``max_gen_toks`` (>= 1; requests asking more are clamped, with a warning).
-        max_length: longest sequence fed to the model (>= 2); ``None`` = ``config.max_position_embeddings``.
-            Longer prompts and likelihood contexts lose their first tokens, with a warning.
-        device: ``None`` = CUDA when available; under ``accelerate launch`` each process takes its own.
-        seed: base of the per-request seeds.
-        batch_stochastic: batch sampled decoding with one generator per batch (faster; outputs then
-            depend on the batch composition). Default: such requests run one by one.
-        add_bos_token: prepend the tokenizer's special tokens to prompts; ``None`` = the tokenizer's
-            behaviour, except for text that already starts with the BOS token (chat templates).
-        preset: a named protocol's sampler settings (:mod:`trl_lift.generation.presets`); ``**sampler`` overrides them.
-        **sampler: any :class:`trl_lift.DiffusionGenerationConfig` field, overriding every request.
+    Its model_args (``pretrained``, ``peft``, ``preset``, the sampler settings, ``dtype``, ``mc_num`` ...),
+    their defaults and ranges are documented in :mod:`trl_lift.evaluation.lm_eval_args`, which checks
+    them before anything loads, and tabled in the README ("lift_dlm model_args").
     """
 
-    def __init__(self, pretrained: str, peft: str | None = None, dtype: str = "auto", load_in_4bit: bool = False,
-                 revision: str | None = None, mask_token_id: int | None = None, mc_num: int = 128,
-                 mc_estimator: str = "time", mc_batch_size: int | None = None, batch_size: int | str = 1,
+    def __init__(self, pretrained: str = DEFAULT_PRETRAINED, peft: str | None = None, dtype: str = "auto",
+                 load_in_4bit: bool = False, revision: str | None = None, mask_token_id: int | None = None,
+                 mc_num: int = 128, mc_estimator: str = "time", mc_batch_size: int | None = None,
+                 batch_size: int | str = 1,
                  max_batch_size: int | None = None, max_gen_toks: int = 1024, max_length: int | None = None,
                  device: str | None = None, seed: int = 1234, batch_stochastic: bool = False,
                  add_bos_token: bool | None = None, trust_remote_code: bool = False, preset: str | None = None,
                  **sampler) -> None:
         super().__init__()
-        unknown = sorted(set(sampler) - set(SAMPLER_FIELDS))
-        if unknown:
-            raise TypeError(f"lift_dlm got unknown model_args {unknown}; sampler settings are {list(SAMPLER_FIELDS)}.")
-        if mc_estimator not in ESTIMATORS:
-            raise ValueError(f"mc_estimator must be one of {ESTIMATORS}, got {mc_estimator!r}.")
-        if isinstance(batch_size, str):
-            logger.warning("lift_dlm: batch_size=%r is read as 1 (no automatic batch size search).", batch_size)
-            batch_size = int(batch_size) if batch_size.isdigit() else 1
-        for name, value, low in (("mc_num", mc_num, 1), ("mc_batch_size", mc_batch_size, 1),
-                                 ("batch_size", batch_size, 1), ("max_gen_toks", max_gen_toks, 1),
-                                 ("max_length", max_length, 2)):
-            if value is not None:  # before anything loads; each range is in the docstring above
-                check_range(f"lift_dlm's {name}", value, low, integer=True)
+        batch_size = check_model_args(sampler=sampler, mc_estimator=mc_estimator, batch_size=batch_size,
+                                      mc_num=mc_num, mc_batch_size=mc_batch_size, max_gen_toks=max_gen_toks,
+                                      max_length=max_length)
+        preset = default_preset(preset, sampler)
         self.preset, self.max_gen_toks = preset, int(max_gen_toks)
         self.sampler_overrides = {**(preset_values(preset) if preset else {}), **sampler}
         DiffusionGenerationConfig.from_request({}, overrides=self.sampler_overrides)  # fail fast on bad settings
@@ -107,6 +82,7 @@ class LIFTDiffusionLM(DataParallelMixin, TemplateLM):
         )
         self.model = (self.model if load_in_4bit else self.model.to(self._device)).eval()
         self.facts = get_diffusion_facts(self.model)
+        check_cache_supported(self.model, self.sampler_overrides.get("cache", "none"))  # before any request runs
         self.tokenizer = load_diffusion_tokenizer(pretrained, revision=revision)
         check_tokenizer_fits_model(self.tokenizer, self.model, self.facts.mask_token_id)
         self.pad_token_id = self.tokenizer.pad_token_id

@@ -13,8 +13,11 @@ def register() -> bool:
         import lm_eval.models  # noqa: F401  (lm-eval's own table first: its get_model loads it only when empty)
         from lm_eval.api.registry import model_registry
 
+        from ..cli.quiet import silence_known_loggers
+
         if ALIAS not in model_registry:
             model_registry.register(ALIAS, target=TARGET)
+        silence_known_loggers()
         return True
     except Exception:  # an lm-eval without this registry API, or a frozen registry: leave lm-eval alone
         return False

@@ -24,6 +24,7 @@ import torch
 
 from ..diffusion.scoring import predicting_rows
 from ..models.facts import unwrap_model
+from ..models.masked_lm import supports_kv_cache
 
 CACHE_MODES = ("none", "prefix", "dual")
 
@@ -40,6 +41,20 @@ def canvas_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
         ``[B, L]`` int64 positions.
     """
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def check_cache_supported(model, cache: str) -> None:
+    """Refuse a cached mode (``prefix`` / ``dual``) for a model whose forward takes no KV cache (BERT, ModernBERT).
+
+    Raises:
+        ValueError: naming the model and the alternative, ``cache="none"``.
+    """
+    if cache != "none" and not supports_kv_cache(model):
+        raise ValueError(
+            f"cache={cache!r} needs a KV cache, and {type(unwrap_model(model)).__name__} has none (its forward takes "
+            "no past keys and values: an encoder such as BERT or ModernBERT). Use cache='none' (threshold decoding "
+            "still cuts the number of passes)."
+        )
 
 
 def _accepts_logits_to_keep(model) -> bool:

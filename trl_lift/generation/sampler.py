@@ -33,7 +33,7 @@ import torch
 from ..diffusion.masking import top_k_positions
 from ..models.facts import get_diffusion_facts, is_bidirectional, text_config
 from ..models.vocabulary import check_ids_in_vocabulary
-from .cache import CanvasForward, canvas_position_ids
+from .cache import CanvasForward, canvas_position_ids, check_cache_supported
 from .config import DiffusionGenerationConfig
 from .dream import dream_decode
 from .schedule import propose_tokens, select_by_threshold, token_confidence, transfer_schedule
@@ -126,6 +126,7 @@ def diffusion_generate(
     attention_mask: torch.Tensor | None = None,
     generation_config: DiffusionGenerationConfig | None = None,
     generator: torch.Generator | None = None,
+    on_step=None,
 ) -> DiffusionGenerateOutput:
     """Generate ``gen_length`` tokens after each prompt by masked-diffusion decoding.
 
@@ -145,6 +146,8 @@ def diffusion_generate(
         generation_config: a :class:`DiffusionGenerationConfig`; ``None`` = its defaults.
         generator: source of randomness (temperature > 0, ``remasking="random"``, Dream's ``origin``
             and ``alg_temp``); ``None`` uses torch's global generator.
+        on_step: called after every decoding step with the canvas ``[B, P + gen_length]`` (read it, do not
+            change it): e.g. to show the answer filling in (``trl-lift generate --show-canvas``).
 
     Returns:
         :class:`DiffusionGenerateOutput` with ``sequences`` ``[B, P + gen_length]`` and ``nfe``.
@@ -152,6 +155,7 @@ def diffusion_generate(
     config = generation_config or DiffusionGenerationConfig()
     mask_id, eos_id, eot_id, logit_shift = _resolve_ids(model, config)
     _check_inputs(model, input_ids, attention_mask, mask_id)
+    check_cache_supported(model, config.cache)
     device = getattr(model, "device", input_ids.device)
     input_ids = input_ids.to(device)
     attention_mask = None if attention_mask is None else attention_mask.to(device)
@@ -180,7 +184,7 @@ def diffusion_generate(
     banned_logits = ([eos_id] if config.logits_eos_inf else []) + ([mask_id] if suppress_mask else [])
     deferred = [i for i in (eos_id, eot_id) if i is not None] if config.confidence_eos_eot_inf else []
 
-    progress = _progress_bar(config)
+    progress = _StepReport(_progress_bar(config), on_step, canvas)
     if config.schedule == "dream":
         dream_decode(canvas, forward, config, prompt_length=prompt_length, mask_id=mask_id, banned_ids=banned_logits,
                      generator=generator, progress=progress)
@@ -208,10 +212,8 @@ def diffusion_generate(
             else:
                 commit = select_by_threshold(confidence, candidates, config.threshold)
             canvas[:, start:block_end] = torch.where(commit, proposals, window)
-            if progress is not None:
-                progress.update(1)
-    if progress is not None:
-        progress.close()
+            progress.update(1)
+    progress.close()
     return DiffusionGenerateOutput(sequences=canvas, nfe=forward.nfe)
 
 
@@ -225,6 +227,23 @@ def _window_start(canvas: torch.Tensor, mask_id: int, prompt_length: int, block_
         return block_start
     leftover = (canvas[:, prompt_length:block_start] == mask_id).any(dim=0).nonzero()
     return prompt_length + int(leftover[0]) if len(leftover) else block_start
+
+
+class _StepReport:
+    """Counts decoding steps: the progress bar (if any) and the ``on_step`` callback (if any) see each one."""
+
+    def __init__(self, bar, on_step, canvas: torch.Tensor):
+        self.bar, self.on_step, self.canvas = bar, on_step, canvas
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+        if self.on_step is not None:
+            self.on_step(self.canvas)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _progress_bar(config: DiffusionGenerationConfig):

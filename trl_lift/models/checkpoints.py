@@ -58,6 +58,9 @@ def hub_error(name_or_path: str, err: Exception) -> OSError:
     return OSError(
         f"{name_or_path!r} is neither a local folder (nothing at {os.path.abspath(os.path.expanduser(name_or_path))}) "
         f"nor a model the hub client could fetch ({type(err).__name__}: {err}). Check the path or the hub id."
+        + (" The hub is offline (HF_HUB_OFFLINE=1) and these weights are not in the local cache: fetch them on a "
+           f"machine with network (`hf download {name_or_path}`) or pass a local checkpoint folder."
+           if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") else "")
     )
 
 

@@ -27,6 +27,7 @@ from transformers.utils import cached_file
 from .checkpoints import check_adapter_fits, check_weight_files, hub_error, local_folder, read_json
 from .facts import FAMILY_FACTS, MASKED_LM_MODEL_TYPES, MODEL_TYPE_TO_FAMILY, is_bidirectional
 from .native_configs import LLADA_KEY_MAPPING, dream_config_to_qwen2, llada_config_to_llama
+from .masked_lm import tokenizer_mask_token_id
 from .rope import enable_fp32_rope
 from .vocabulary import check_mask_token_fits
 
@@ -64,8 +65,10 @@ def load_diffusion_model(
 
     Args:
         name_or_path: hub id or local folder of a LLaDA (``model_type: "llada"``), Dream
-            (``model_type: "Dream"``), native ``is_causal=False`` or masked-LM checkpoint.
-        mask_token_id: overrides the mask token id (otherwise the config's, else the family's).
+            (``model_type: "Dream"``), native ``is_causal=False`` (e.g. from
+            :func:`trl_lift.autoregressive_to_diffusion`) or masked-LM (BERT, ModernBERT) checkpoint.
+        mask_token_id: overrides the mask token id (otherwise the config's, else the family's; a masked LM
+            without one in its config: its tokenizer's mask token).
         rope_fp32: rotate q/k in float32 (LLaDA's behaviour, default for LLaDA checkpoints). ``None``
             keeps the checkpoint's setting.
         adapter: a PEFT (LoRA) adapter folder or hub id, put on top of the model unmerged.
@@ -119,14 +122,18 @@ def load_diffusion_model(
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False, **hub)
         if model_type in MASKED_LM_MODEL_TYPES:
             model = AutoModelForMaskedLM.from_pretrained(name_or_path, config=config, **from_pretrained_kwargs)
+            if mask_token_id is None and getattr(config, "mask_token_id", None) is None:
+                mask_token_id = tokenizer_mask_token_id(name_or_path, **hub)  # a masked LM's mask id is its tokenizer's
         elif is_bidirectional(config):
             model = AutoModelForCausalLM.from_pretrained(name_or_path, config=config, **from_pretrained_kwargs)
         else:
             raise ValueError(
                 f"{name_or_path} ({model_type}) has causal attention (config.is_causal is not False): it is an "
                 "autoregressive model, not a diffusion LM, and training it with masked diffusion would be silently "
-                "wrong. Load a diffusion checkpoint, or, if this architecture was trained bidirectionally, save its "
-                "config with `config.is_causal = False` and `config.mask_token_id` set."
+                "wrong. Convert it first (bidirectional attention, a mask token, the logit shift recorded): "
+                "trl_lift.autoregressive_to_diffusion(name_or_path, output_dir=FOLDER), then load FOLDER; or, if this "
+                "architecture was trained bidirectionally, save its config with `config.is_causal = False` and "
+                "`config.mask_token_id` set."
             )
 
     if mask_token_id is not None:

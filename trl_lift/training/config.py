@@ -145,6 +145,10 @@ class DiffusionSFTConfig(SFTConfig):
             self.pad_to_multiple_of = self.max_length
             if self.supervise_padding is None:
                 self.supervise_padding = True
+        # TRL's default gradient_checkpointing=True under transformers' newer name: the old name (a deprecated
+        # alias where activation_checkpointing exists) would warn on every config, whatever the user set.
+        if getattr(self, "activation_checkpointing", False) is None and self.gradient_checkpointing is not None:
+            self.activation_checkpointing = self.gradient_checkpointing
         super().__post_init__()
 
     def _check_packing(self) -> None:

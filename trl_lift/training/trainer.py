@@ -21,6 +21,7 @@ from ..diffusion.scoring import GoldScores, gold_log_probs
 from ..methods import DiffusionBatch, NoisedBatch, NoisePlan, TokenWeightingCallback, build_method, noise_at_times
 from ..models.facts import get_diffusion_facts, is_bidirectional, text_config, unwrap_model
 from ..models.loading import load_diffusion_model, load_diffusion_tokenizer
+from ..models.masked_lm import ensure_generation_config
 from ..models.vocabulary import check_mask_token_fits, vocabulary_size
 from .config import DiffusionSFTConfig
 from .data_checks import check_dataset_columns, prepare_counted
@@ -71,6 +72,9 @@ class DiffusionSFTTrainer(SFTTrainer):
                 revision = (args.model_init_kwargs or {}).get("revision")
                 kwargs["processing_class"] = load_diffusion_tokenizer(model, revision=revision)
             model = _load_model(model, args, quantization_config)
+            # Used here: TRL, handed the loaded model, would warn that they are ignored (the caller's config is kept).
+            args = copy.copy(args)
+            args.model_init_kwargs = None
         elif quantization_config is not None:
             raise ValueError("quantization_config only applies to a model given by name; load the model quantized.")
         if not is_bidirectional(model):
@@ -93,6 +97,7 @@ class DiffusionSFTTrainer(SFTTrainer):
         given = [cb for cb in kwargs.get("callbacks") or [] if isinstance(cb, TokenWeightingCallback)]
         for method in given:
             _check_method_matches(method, args)
+        ensure_generation_config(model)  # SFTTrainer writes pad / EOS ids there; encoders (BERT) have none
         super().__init__(model, args, **kwargs)
         # SFTTrainer gave the model TRL's fused LM head with the outputs gold_log_probs reads.
         unwrap_model(self.model)._trl_lift_fused_head = True
