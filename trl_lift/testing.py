@@ -55,23 +55,36 @@ _CORPUS = [
 ]
 
 
-def make_tiny_tokenizer(family: str = "llada", vocab_size: int = 384, *, with_mask: bool = True) -> PreTrainedTokenizerFast:
+def make_tiny_tokenizer(
+    family: str = "llada",
+    vocab_size: int = 384,
+    *,
+    with_mask: bool = True,
+    corpus: list[str] | None = None,
+    individual_digits: bool = False,
+) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer with the family's special tokens and chat template.
 
     The special tokens come last, so their ids are ``len(tokenizer) - n_special ..``; read them from
     the tokenizer (e.g. ``tokenizer.mask_token_id``). ``with_mask=False``: no mask token (an
-    autoregressive model's tokenizer).
+    autoregressive model's tokenizer). ``corpus``: the texts to train on (default: a few generic
+    lines); ``individual_digits``: every digit its own token (as LLaMA's and Qwen's tokenizers split
+    numbers), so that a digit is one position to mask and predict.
     """
     special = LLADA_SPECIAL_TOKENS if family == "llada" else DREAM_SPECIAL_TOKENS
     if not with_mask:
         special = {**special, "mask_token": None}
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        if individual_digits else byte_level
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(corpus if corpus is not None else _CORPUS * 4, trainer=trainer)
     names = [special["bos_token"], special["eos_token"], special["mask_token"], *special["additional"]]
     tok.add_special_tokens([name for name in dict.fromkeys(names) if name is not None])
     fast = PreTrainedTokenizerFast(

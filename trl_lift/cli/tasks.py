@@ -55,17 +55,27 @@ def eval_argv(args: list[str]) -> list[str]:
     args = list(args)
     command, rest = (args[0], args[1:]) if args[:1] and args[0] in SUBCOMMANDS else ("run", args)
     given = any(a == "--include_path" or a.startswith("--include_path=") for a in rest)
-    folder = tasks_dir()
     if given or any(a in ("-h", "--help") for a in rest):
         return [command, *rest]
-    if folder is None:
+    if tasks_dir() is None:
         print(f"trl-lift: no lm_eval_tasks folder found (set {TASKS_ENV}); the lift_* tasks are unavailable.",
               file=sys.stderr)
         return [command, *rest]
+    folder = include_path()
+    return [command, *rest] if folder is None else [command, *rest, "--include_path", folder]
+
+
+def include_path() -> str | None:
+    """The task folder to pass as lm-eval's ``include_path`` (``TaskManager(include_path=...)``), or ``None``
+    when there is none or lm-eval already scans the same tasks in its own folder (adding them again warns
+    once per task)."""
+    folder = tasks_dir()
+    if folder is None:
+        return None
     installed = installed_tasks_dir()
     if installed is not None and (folder.resolve() == installed.resolve() or _same_tree(folder, installed)):
-        return [command, *rest]  # lm-eval scans its own task folder: adding the same tasks again warns per task
-    return [command, *rest, "--include_path", str(folder)]
+        return None
+    return str(folder)
 
 
 def run(argv: list[str], prog: str = "trl-lift tasks-dir") -> int:

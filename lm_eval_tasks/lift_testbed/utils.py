@@ -1,0 +1,44 @@
+"""lm-eval glue for the testbed tasks: every text and score comes from :mod:`trl_lift.testbed.domain`."""
+
+from trl_lift.testbed import domain
+
+__all__ = [
+    "countdown_prompt",
+    "countdown_target",
+    "load_testbed",
+    "process_countdown",
+    "process_sudoku",
+    "sudoku_prompt",
+    "sudoku_target",
+]
+
+
+def load_testbed(task: str, num_problems: int = domain.HELD_OUT_SIZE, **_: object):
+    """The held-out problems of ``task`` as ``DatasetDict({"test": ...})`` (lm-eval's metadata is ignored)."""
+    import datasets
+
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(domain.held_out(task, num_problems))})
+
+
+def sudoku_prompt(doc: dict) -> str:
+    return domain.prompt("sudoku", doc)
+
+
+def sudoku_target(doc: dict) -> str:
+    return domain.completion("sudoku", doc)
+
+
+def countdown_prompt(doc: dict) -> str:
+    return domain.prompt("countdown", doc)
+
+
+def countdown_target(doc: dict) -> str:
+    return domain.completion("countdown", doc)
+
+
+def process_sudoku(doc: dict, results: list[str]) -> dict[str, float]:
+    return domain.score("sudoku", doc, results[0])
+
+
+def process_countdown(doc: dict, results: list[str]) -> dict[str, float]:
+    return domain.score("countdown", doc, results[0])
