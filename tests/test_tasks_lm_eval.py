@@ -187,7 +187,7 @@ def test_prompt_follows_the_paper_protocol(task_manager):
 
 
 def test_generation_defaults():
-    paths = {path.stem: path for path in TASKS_DIR.glob("*/lift_*.yaml")}
+    paths = {path.stem: path for path in TASKS_DIR.glob("*/lift_*.yaml") if path.parent.name != "lift_testbed"}
     assert sorted(paths) == sorted(REASONING + CODE)
     configs = {name: load_yaml(path) for name, path in paths.items()}
     for name, config in configs.items():

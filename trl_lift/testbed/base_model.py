@@ -96,7 +96,8 @@ def build_base(spec: BaseSpec = BaseSpec(), *, root: Path | None = None, log=pri
     config = DiffusionSFTConfig(
         output_dir=str(work / "run"), token_weighting="vanilla", max_steps=spec.steps,
         per_device_train_batch_size=spec.batch_size, learning_rate=spec.learning_rate, lr_scheduler_type="cosine",
-        warmup_steps=min(20, spec.steps // 10), weight_decay=0.0, max_length=spec.max_length, logging_steps=50,
+        warmup_steps=min(20, spec.steps // 10), weight_decay=0.0, max_length=spec.max_length,
+        logging_steps=max(1, min(50, spec.steps // 10)),
         save_strategy="no", report_to="none", seed=spec.seed, use_cpu=True, bf16=False, dataset_num_proc=None,
     )
     documents = Dataset.from_dict({"text": domain.pretraining_documents(spec.documents, seed=spec.seed + 1)})

@@ -144,5 +144,6 @@ def score(path: Path, *, limit: int | None = None, batch_size: int = 32, sampler
         if name not in domain.TASKS:
             continue
         out[name] = {key.split(",")[0]: (value, metrics.get(key.replace(",", "_stderr,", 1)))
-                     for key, value in metrics.items() if "_stderr" not in key and key != "alias"}
+                     for key, value in metrics.items()
+                     if "," in key and "_stderr" not in key and isinstance(value, (int, float))}
     return out, results["config"].get("lift_dlm", {})
