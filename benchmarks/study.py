@@ -1,6 +1,6 @@
 """Does LIFT help? Every method over several seeds on the CPU testbed, scored by lm-eval.
 
-    python benchmarks/study.py            # the reported study (10 methods x 3 seeds; about 45 min on 2 cores)
+    python benchmarks/study.py            # the reported study (10 methods x 3 seeds; about 50 min on 2 cores)
     python benchmarks/study.py --quick    # a reduced size for CI (a few minutes): same code, tiny budgets
 
 One pretrained base (trl_lift.testbed, cached), then per seed and method the same data, steps and
@@ -15,6 +15,7 @@ benchmarks/study.png; ``--out DIR`` writes both there instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import platform
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="CI size: 2 seeds, 8 pretraining / 6 fine-tuning steps")
     parser.add_argument("--seeds", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps per run (default 300)")
+    parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps per run (default 600)")
     parser.add_argument("--limit", type=int, default=None, help="held-out problems per task (default: all 256)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--out", default=None, help="folder for RESULTS.md and study.png (default: benchmarks/)")
@@ -146,8 +147,9 @@ def main(argv=None) -> int:
     quick = args.quick
     seeds = list(range(args.seeds or (2 if quick else 3)))
     base_spec = BaseSpec(steps=8, documents=256) if quick else BaseSpec()
-    spec = FineTuneSpec(steps=args.steps or (6 if quick else 300), train_problems=64 if quick else 2000,
-                        eval_problems=8 if quick else 64, logging_steps=2 if quick else 20)
+    spec = FineTuneSpec(steps=6, train_problems=64, eval_problems=8, logging_steps=2) if quick else FineTuneSpec()
+    if args.steps:
+        spec = dataclasses.replace(spec, steps=args.steps)
     limit = args.limit or (8 if quick else None)
     methods = args.methods.split(",")
     if "vanilla" not in methods:
