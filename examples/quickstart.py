@@ -23,7 +23,7 @@ from trl_lift.testbed.experiment import FineTuneSpec, fine_tune, lm_eval_command
 from trl_lift.testbed.report import comparison_table, plot_accuracy, plot_lift_selection, plot_training_loss
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default="vanilla,lift", help="comma-separated; see trl_lift.testbed.experiment")
     parser.add_argument("--steps", type=int, default=FineTuneSpec.steps, help="fine-tuning steps per method")
@@ -32,7 +32,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results-dir", default=None, help="default: a new temporary folder")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     results_dir = Path(args.results_dir or tempfile.mkdtemp(prefix="trl-lift-quickstart-"))
