@@ -1,4 +1,4 @@
-# Launch: python examples/quickstart.py                  (offline, CPU: about 5 minutes on 2 cores)
+# Launch: python examples/quickstart.py                  (offline, CPU: about 7 minutes on 2 cores)
 #         python examples/quickstart.py --steps 1200 --limit 0 --results-dir results/
 """Vanilla SFT against LIFT on a CPU, end to end, scored by the stock lm-eval harness.
 
