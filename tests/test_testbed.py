@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from lm_eval import simple_evaluate
 from lm_eval.api.model import LM
-from lm_eval.tasks import TaskManager, get_task_dict
+from lm_eval.tasks import TaskManager
 
 from trl_lift.cli.tasks import include_path
 from trl_lift.testbed import domain
