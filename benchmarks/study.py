@@ -29,7 +29,7 @@ import torch
 
 from trl_lift.testbed.base_model import BaseSpec, build_base
 from trl_lift.testbed.experiment import METHODS, FineTuneSpec, fine_tune, score
-from trl_lift.testbed.report import METRICS
+from trl_lift.testbed.report import METRICS, _pyplot
 
 HERE = Path(__file__).resolve().parent
 SECTION = "## Study: does LIFT help?"
@@ -103,11 +103,7 @@ def verdict(rows: list[dict], seeds: list[int]) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 4))
     names = [r["method"] for r in rows]
     for i, (task, metric) in enumerate(METRICS[:1] + METRICS[2:]):

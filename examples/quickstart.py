@@ -1,5 +1,5 @@
 # Launch: python examples/quickstart.py                  (offline, CPU: about 7 minutes on 2 cores)
-#         python examples/quickstart.py --steps 1200 --limit 0 --results-dir results/
+#         python examples/quickstart.py --steps 1500 --limit 0 --results-dir results/
 """Vanilla SFT against LIFT on a CPU, end to end, scored by the stock lm-eval harness.
 
 1. A tiny LLaDA-format diffusion LM is pretrained on the puzzle domain (solved 4x4 Sudoku grids,

@@ -41,7 +41,8 @@ class FineTuneSpec:
     learning_rate: float = 2e-3
     train_problems: int = 2000  # per task
     eval_problems: int = 64  # per task, held out: the evaluation loss
-    max_length: int = 48  # every row is padded to it with trained EOS (LLaDA's recipe): the canvas of lm-eval's prompt + 24
+    # every row is padded to max_length with trained EOS (LLaDA's recipe): the canvas of lm-eval's prompt + 24
+    max_length: int = 48
     logging_steps: int = 20
     data_seed: int = 1
 
@@ -82,7 +83,8 @@ def fine_tune(base: Path, method: str, out_dir: Path, *, seed: int = 0, spec: Fi
         output_dir=str(out_dir / "run"), max_steps=spec.steps, per_device_train_batch_size=spec.batch_size,
         per_device_eval_batch_size=spec.batch_size, learning_rate=spec.learning_rate, lr_scheduler_type="cosine",
         warmup_steps=min(20, spec.steps // 10), weight_decay=0.0, max_length=spec.max_length,
-        logging_steps=spec.logging_steps, eval_timesteps=8, pad_to_max_length=True, save_strategy="no", report_to="none", seed=seed,
+        logging_steps=spec.logging_steps, eval_timesteps=8, pad_to_max_length=True, save_strategy="no",
+        report_to="none", seed=seed,
         use_cpu=True, bf16=False, disable_tqdm=not progress, **METHODS[method],
     )
     tokenizer = load_diffusion_tokenizer(str(base))
