@@ -1,6 +1,6 @@
 """Does LIFT help? Every method over several seeds on the CPU testbed, scored by lm-eval.
 
-    python benchmarks/study.py            # the reported study (10 methods x 3 seeds; about 80 min on 2 cores)
+    python benchmarks/study.py            # the reported study (10 methods x 3 seeds; about 45 min on 2 cores)
     python benchmarks/study.py --quick    # a reduced size for CI (a few minutes): same code, tiny budgets
 
 One pretrained base (trl_lift.testbed, cached), then per seed and method the same data, steps and
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="CI size: 2 seeds, 8 pretraining / 6 fine-tuning steps")
     parser.add_argument("--seeds", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps per run (default 1200, the quickstart's)")
+    parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps per run (default FineTuneSpec.steps, the quickstart's)")
     parser.add_argument("--limit", type=int, default=None, help="held-out problems per task (default: all 256)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--out", default=None, help="folder for RESULTS.md and study.png (default: benchmarks/)")

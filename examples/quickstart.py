@@ -1,9 +1,9 @@
-# Launch: python examples/quickstart.py                  (offline, CPU: about 7 minutes on 2 cores)
-#         python examples/quickstart.py --steps 1500 --limit 0 --results-dir results/
+# Launch: python examples/quickstart.py                  (offline, CPU: about 6 minutes on 2 cores, set-up included)
+#         python examples/quickstart.py --steps 600 --limit 0 --results-dir results/
 """Vanilla SFT against LIFT on a CPU, end to end, scored by the stock lm-eval harness.
 
-1. A tiny LLaDA-format diffusion LM is pretrained on the puzzle domain (solved 4x4 Sudoku grids,
-   correct Countdown equations) with the masked-diffusion objective, and cached on disk.
+1. A tiny LLaDA-format diffusion LM is pretrained on the puzzle domain (solved 4x4 Sudoku grids)
+   with the masked-diffusion objective, and cached on disk.
 2. From that checkpoint, vanilla SFT and LIFT are fine-tuned with the same data, steps and seed.
 3. Both are scored by lm-eval (``lift_dlm`` on the project's held-out tasks ``lift_testbed``).
 4. One table, and PNG plots in the results folder.

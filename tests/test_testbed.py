@@ -77,14 +77,12 @@ def test_lm_eval_sees_exactly_the_fine_tuning_prompt(task_manager):
 def test_gold_answers_score_one_and_a_copied_puzzle_scores_zero(task_manager):
     gold = _evaluate(task_manager, Answers(domain.completion))
     assert gold["lift_testbed_sudoku"]["cell_acc,none"] == gold["lift_testbed_sudoku"]["acc,none"] == 1.0
-    assert gold["lift_testbed_countdown"]["acc,none"] == 1.0
 
     def copy_puzzle(task, doc):  # the givens are right, every empty cell is a 0: no readable grid
-        return domain.render_grid(doc["puzzle"]) if task == "sudoku" else "1 + 1"
+        return domain.render_grid(doc["puzzle"])
 
     copied = _evaluate(task_manager, Answers(copy_puzzle))
     assert copied["lift_testbed_sudoku"]["cell_acc,none"] == 0.0
-    assert copied["lift_testbed_countdown"]["acc,none"] == 0.0
 
 
 def test_one_wrong_cell_costs_its_share_of_the_empty_cells():

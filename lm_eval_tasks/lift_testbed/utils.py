@@ -3,10 +3,7 @@
 from trl_lift.testbed import domain
 
 __all__ = [
-    "countdown_prompt",
-    "countdown_target",
     "load_testbed",
-    "process_countdown",
     "process_sudoku",
     "sudoku_prompt",
     "sudoku_target",
@@ -28,17 +25,5 @@ def sudoku_target(doc: dict) -> str:
     return domain.completion("sudoku", doc)
 
 
-def countdown_prompt(doc: dict) -> str:
-    return domain.prompt("countdown", doc)
-
-
-def countdown_target(doc: dict) -> str:
-    return domain.completion("countdown", doc)
-
-
 def process_sudoku(doc: dict, results: list[str]) -> dict[str, float]:
     return domain.score("sudoku", doc, results[0])
-
-
-def process_countdown(doc: dict, results: list[str]) -> dict[str, float]:
-    return domain.score("countdown", doc, results[0])

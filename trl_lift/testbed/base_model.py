@@ -28,14 +28,14 @@ DONE = "testbed_base.json"
 
 @dataclass(frozen=True)
 class BaseSpec:
-    """Size and pretraining of the base model. The defaults take about a minute on 2 CPU cores."""
+    """Size and pretraining of the base model. The defaults take about 80 s on 2 CPU cores."""
 
     hidden_size: int = 128
     layers: int = 4
     heads: int = 4
     vocab_size: int = 320
     documents: int = 4000
-    steps: int = 600
+    steps: int = 1000  # loss 2.6 -> 0.55 on solved grids
     batch_size: int = 32
     learning_rate: float = 3e-3
     max_length: int = 32

@@ -36,7 +36,7 @@ METHODS: dict[str, dict] = {
 class FineTuneSpec:
     """Fine-tuning settings shared by every method of a comparison."""
 
-    steps: int = 1200  # 600 leave the tiny model near chance on Sudoku cells (0.24-0.29); 1500 reach 0.48
+    steps: int = 400  # vanilla, seed 0: 0.79 of the empty cells, 0.41 of the puzzles; 600 steps: 0.83, 0.53
     batch_size: int = 32
     learning_rate: float = 2e-3
     train_problems: int = 2000  # per task

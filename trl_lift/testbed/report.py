@@ -10,7 +10,7 @@ from pathlib import Path
 
 __all__ = ["METRICS", "comparison_table", "plot_accuracy", "plot_lift_selection", "plot_training_loss"]
 
-METRICS = (("sudoku", "cell_acc"), ("sudoku", "acc"), ("countdown", "acc"))
+METRICS = (("sudoku", "cell_acc"), ("sudoku", "acc"))
 _COMPONENTS = ("bottom", "vanilla", "top")
 
 
