@@ -129,8 +129,10 @@ def test_main_command_compares_vanilla_and_lift_through_lm_eval(testbed_cache, t
             assert 0.0 <= value <= 1.0 and stderr >= 0.0
         assert math.isfinite(run["eval_loss"]) and run["train_seconds"] > 0 and run["tokens_per_second"] > 0
         assert (tmp_path / run["method"] / "model" / "config.json").is_file()
-    # the fine-tuned model is above chance (0.25) on Sudoku cells for at least one method
-    assert max(run["scores"]["sudoku"]["cell_acc"][0] for run in runs.values()) > 0.25
+    # both fine-tuned models fill far more empty cells than chance (0.25; 0.79 and 0.85 measured at 128
+    # puzzles) and solve whole puzzles (0.41 and 0.55 measured)
+    assert min(run["scores"]["sudoku"]["cell_acc"][0] for run in runs.values()) > 0.5
+    assert min(run["scores"]["sudoku"]["acc"][0] for run in runs.values()) > 0.1
     for name in ("training_loss.png", "accuracy.png", "lift_selection.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     table = (tmp_path / "comparison.md").read_text()

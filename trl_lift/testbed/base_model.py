@@ -49,7 +49,8 @@ class BaseSpec:
         import trl
 
         versions = [torch.__version__, transformers.__version__, trl.__version__, tokenizers.__version__]
-        text = json.dumps([dataclasses.asdict(self), versions], sort_keys=True)
+        sample = domain.pretraining_documents(4, seed=self.seed + 1)  # a changed document format is a new base
+        text = json.dumps([dataclasses.asdict(self), versions, sample], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
