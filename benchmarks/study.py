@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from trl_lift.testbed import domain
 from trl_lift.testbed.base_model import BaseSpec, build_base
 from trl_lift.testbed.experiment import METHODS, FineTuneSpec, fine_tune, score
 from trl_lift.testbed.report import METRICS, _pyplot
@@ -110,7 +111,7 @@ def plot(rows: list[dict], path: Path) -> None:
         key = f"{task} {metric}"
         ax.bar([j + 0.4 * i for j in range(len(rows))], [r[key]["mean"] for r in rows], 0.4,
                yerr=[r[key]["sd"] for r in rows], capsize=3, label=key)
-    ax.axhline(0.25, color="grey", linestyle=":", linewidth=1, label="chance (Sudoku cells)")
+    ax.axhline(domain.CHANCE_CELL_ACC, color="grey", linestyle=":", linewidth=1, label="chance (Sudoku cells)")
     ax.set_xticks([j + 0.2 for j in range(len(rows))])
     ax.set_xticklabels(names, rotation=30, ha="right")
     ax.set(ylabel="held-out accuracy (mean ± sd over seeds)", ylim=(0, 1), title="Does LIFT help? (CPU testbed)")

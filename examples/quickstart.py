@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from trl_lift.testbed import domain
 from trl_lift.testbed.base_model import BaseSpec, build_base
 from trl_lift.testbed.experiment import FineTuneSpec, fine_tune, lm_eval_command, score
 from trl_lift.testbed.report import comparison_table, plot_accuracy, plot_lift_selection, plot_training_loss
@@ -63,7 +64,7 @@ def main(argv=None):
     print(f"\nHeld-out accuracy through lm-eval ({n} problems per task, greedy; ± standard error), "
           f"same base, data, steps ({spec.steps}) and seed ({args.seed}):\n")
     print(table)
-    print("\nChance for a Sudoku cell is 0.25. LIFT trains on fewer tokens per step than vanilla (the selected "
+    print(f"\nChance for a Sudoku cell is {domain.CHANCE_CELL_ACC}. LIFT trains on fewer tokens per step than vanilla (the selected "
           "set), plus one scoring pass; this is one seed of one tiny model: benchmarks/study.py runs every "
           "method over several seeds (benchmarks/RESULTS.md).")
     print(f"\nEverything is in {results_dir}:")

@@ -131,7 +131,7 @@ def test_main_command_compares_vanilla_and_lift_through_lm_eval(testbed_cache, t
         assert (tmp_path / run["method"] / "model" / "config.json").is_file()
     # both fine-tuned models fill far more empty cells than chance (0.25; 0.79 and 0.85 measured at 128
     # puzzles) and solve whole puzzles (0.41 and 0.55 measured)
-    assert min(run["scores"]["sudoku"]["cell_acc"][0] for run in runs.values()) > 0.5
+    assert min(run["scores"]["sudoku"]["cell_acc"][0] for run in runs.values()) > 2 * domain.CHANCE_CELL_ACC
     assert min(run["scores"]["sudoku"]["acc"][0] for run in runs.values()) > 0.1
     for name in ("training_loss.png", "accuracy.png", "lift_selection.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name

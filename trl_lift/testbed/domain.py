@@ -17,6 +17,7 @@ from __future__ import annotations
 from ..evaluation.sudoku import generate_sudoku, render_grid, score_sudoku
 
 __all__ = [
+    "CHANCE_CELL_ACC",
     "HELD_OUT_SEEDS",
     "TASKS",
     "completion",
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 TASKS = ("sudoku",)
+CHANCE_CELL_ACC = 0.25  # a uniformly random digit 1-4 in every empty cell
 HELD_OUT_SEEDS = {"sudoku": 2026}
 HELD_OUT_SIZE = 256
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import domain
+
 __all__ = ["METRICS", "comparison_table", "plot_accuracy", "plot_lift_selection", "plot_training_loss"]
 
 METRICS = (("sudoku", "cell_acc"), ("sudoku", "acc"))
@@ -88,7 +90,7 @@ def plot_accuracy(results, path: Path) -> Path:
         values = [r.scores[task][metric][0] for task, metric in METRICS]
         errors = [r.scores[task][metric][1] or 0.0 for task, metric in METRICS]
         ax.bar([j + i * width for j in range(len(METRICS))], values, width, yerr=errors, capsize=3, label=r.method)
-    ax.axhline(0.25, color="grey", linestyle=":", linewidth=1, label="chance (Sudoku cells)")
+    ax.axhline(domain.CHANCE_CELL_ACC, color="grey", linestyle=":", linewidth=1, label="chance (Sudoku cells)")
     ax.set_xticks([j + width * (len(results) - 1) / 2 for j in range(len(METRICS))])
     ax.set_xticklabels([f"{task}\n{metric}" for task, metric in METRICS])
     ax.set(ylabel="held-out accuracy (lm-eval)", ylim=(0, 1), title="Accuracy per method")
