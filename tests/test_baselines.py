@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import pytest
 import torch
@@ -153,6 +154,20 @@ def test_baseline_trains_by_one_setting(checkpoints, tmp_path, family, method):
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 2 and losses[1] < losses[0]
     assert f"{method}_{'entropy' if method == 'gift' else 'weight'}" in trainer.state.log_history[0]
+
+
+@pytest.mark.parametrize("method", ["gift", "cart", "vanilla"])
+def test_a_method_that_never_trains_supervised_padding_is_warned_about(checkpoints, tmp_path, method):
+    rows = [{"prompt": "Question: 1 + 1?", "completion": " 2."}]
+    args = DiffusionSFTConfig(output_dir=str(tmp_path), token_weighting=method, max_length=16, pad_to_max_length=True,
+                              report_to=[], save_strategy="no")
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(checkpoints["llada"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DiffusionSFTTrainer(load_diffusion_model(checkpoints["llada"]), args=args, train_dataset=Dataset.from_list(rows),
+                            processing_class=tokenizer)
+    warned = [str(w.message) for w in caught if "never learns to write EOS" in str(w.message)]
+    assert len(warned) == (method == "gift") and all("gift excludes the trailing padding" in m for m in warned)
 
 
 @pytest.mark.parametrize("variant", ["lift_reference", "dream"])

@@ -166,6 +166,7 @@ class TokenWeightingCallback(TrainerCallback, ExportableState):
     )
 
     name = "base"
+    trains_padding = True  # supervised trailing padding (EOS) is masked and trained like the answer
 
     def __post_init__(self):
         check_range("time_epsilon", self.time_epsilon, 0.0, 1.0, high_open=True)

@@ -59,6 +59,7 @@ class GIFTMasking(TokenWeightingCallback):
         metadata={"help": "GIFT: mode of the entropy pass: 'train' (dropout on, as LIFT's scoring pass, so the two "
                   "methods differ only in what they do with the scores) or 'eval'.", "choices": SCORING_MODES},
     )
+    trains_padding = False  # the published recipe: padding is excluded
 
     def plan(self, batch: DiffusionBatch) -> NoisePlan:
         content = batch.answer_mask & ~batch.padding  # [b, l]

@@ -90,6 +90,24 @@ def check_resume_checkpoint(resume_from_checkpoint, args, *, deepspeed: bool = F
         check_whole(os.path.join(checkpoint, rng))
 
 
+def warn_untrained_padding(method, supervise_padding: bool) -> None:
+    """Warn when padding is to be supervised but the method never trains it (GIFT).
+
+    Such a model never learns to fill the positions past its answer with EOS, and a fixed-length
+    canvas longer than the answer (LLaDA's sampler, ``lift_dlm``) then runs on past the end.
+    """
+    if supervise_padding and not method.trains_padding:
+        warnings.warn(
+            f"supervise_padding is on (LLaDA's default, and pad_to_max_length's), but {method.name} excludes the "
+            "trailing padding from its masking and its loss (its published recipe): the model never learns to write "
+            "EOS after its answer, so a fixed-length sampler canvas longer than the answer reads on past it (on the "
+            "CPU testbed every GIFT model wrote a fifth Sudoku row: benchmarks/RESULTS.md). Decode on a canvas no "
+            "longer than the answers, or stop at a delimiter (supervise_padding=False silences this, and takes the "
+            "padding out of attention as well).",
+            UserWarning, stacklevel=3,
+        )
+
+
 class FiniteLossGuard(TrainerCallback):
     """Stop training when the loss or the trainable weights stop being finite, naming the step.
 

@@ -26,7 +26,7 @@ from ..models.vocabulary import check_mask_token_fits, vocabulary_size
 from .config import DiffusionSFTConfig
 from .data_checks import check_dataset_columns, prepare_counted
 from .packing import check_packing_attention, document_inputs, packed_gold_log_probs
-from .run_checks import FiniteLossGuard, check_resume_checkpoint
+from .run_checks import FiniteLossGuard, check_resume_checkpoint, warn_untrained_padding
 
 # Masking-ratio bands for the per-band loss metric.
 T_BANDS = (("loss_t_low", 0.0, 1 / 3), ("loss_t_mid", 1 / 3, 2 / 3), ("loss_t_high", 2 / 3, 1.0 + 1e-6))
@@ -108,6 +108,7 @@ class DiffusionSFTTrainer(SFTTrainer):
             raise ValueError("supervise_padding needs an EOS id: set model.config.eos_token_id.")
         if not given:
             self.add_callback(build_method(args.token_weighting, args))
+        warn_untrained_padding(self.token_weighting, self.supervise_padding)
         self._loss_guard = FiniteLossGuard(self.accelerator)
         self.add_callback(self._loss_guard)
 
