@@ -118,3 +118,16 @@ def test_likelihood_through_ddp_and_peft_equals_the_plain_model(process_group, l
     assert [flag for _, flag in got] == [flag for _, flag in want]
     assert [value for value, _ in got] == pytest.approx([value for value, _ in want], abs=1e-5)
     assert all(value < 0 for value, _ in want)
+
+
+def test_torch_compile_keeps_the_float32_rotation(llada_checkpoint, llada_tokenizer):
+    """Compiled, a bf16 LLaDA still rotates q/k in float32: Dynamo traces the rebound attention forward with
+    its own globals, not the stock module's (whose rotation, in bf16, gives other logits)."""
+    path = llada_checkpoint[0]
+    fp32_rope = load_diffusion_model(path, dtype=torch.bfloat16).eval()
+    stock = load_diffusion_model(path, dtype=torch.bfloat16, rope_fp32=False).eval()
+    compiled = torch.compile(load_diffusion_model(path, dtype=torch.bfloat16).eval(), backend="eager")
+    ids = _ids(llada_tokenizer)
+    with torch.no_grad():
+        want, got, other = (model(ids).logits for model in (fp32_rope, compiled, stock))
+    assert torch.equal(got, want) and not torch.equal(want, other)

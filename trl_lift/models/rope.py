@@ -42,8 +42,12 @@ def _rebound(function, name: str, value):
                 f"{function.__qualname__} of this transformers version does not call {name}: fp32 RoPE cannot be "
                 "applied. Load the model with rope_fp32=False (bf16 logits then differ slightly from LLaDA's)."
             )
-        copy = types.FunctionType(function.__code__, {**function.__globals__, name: value}, function.__name__,
+        # Without "__name__", Dynamo reads these globals as the dict they are; with it, it would look every
+        # name up in the real module (torch._dynamo's get_globals_source_and_value) and trace the stock rotation.
+        scope = {key: item for key, item in function.__globals__.items() if key != "__name__"}
+        copy = types.FunctionType(function.__code__, {**scope, name: value}, function.__name__,
                                   function.__defaults__, function.__closure__)
+        copy.__module__ = function.__module__
     else:
         new_inner = _rebound(inner, name, value)
         cells = tuple(types.CellType(new_inner) if cell.cell_contents is inner else cell
