@@ -187,7 +187,10 @@ def test_stock_aime24_runs_on_lift_dlm_with_the_papers_sampler(tmp_path, llada_c
     import lm_eval
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
-    from test_tasks_lm_eval import DATA_DIR
+    from test_tasks_lm_eval import DATA_DIR, NO_DATA
+
+    if not DATA_DIR.is_dir():
+        pytest.skip(NO_DATA)
 
     stock = Path(lm_eval.__file__).parent / "tasks" / "aime" / "aime24.yaml"
     (tmp_path / "aime24_local.yaml").write_text(
