@@ -140,9 +140,10 @@ def test_stock_lm_eval_finds_the_projects_tasks_with_no_include_path(venv, tmp_p
     installed = purelib / "lm_eval" / "tasks" / "trl_lift"
     assert (installed / "lift_reasoning" / "lift_gsm8k.yaml").read_bytes() == (
         ROOT / "lm_eval_tasks" / "lift_reasoning" / "lift_gsm8k.yaml").read_bytes()
-    data = Path(os.environ.get("TRL_LIFT_DATA_DIR") or ROOT.parent / "shared" / "data")
+    from test_tasks_lm_eval import DATA_DIR as data, NO_DATA
+
     if not (data / "gsm8k" / "test.jsonl").is_file():  # as every other data test: skipped, with the fix
-        pytest.skip(f"benchmark data folder {data} is absent: set TRL_LIFT_DATA_DIR to the folder of shared/data")
+        pytest.skip(NO_DATA)
     out = tmp_path / "out"
     proc = subprocess.run(
         [str(venv), "-m", "lm_eval", "--model", "lift_dlm", "--tasks", "lift_gsm8k", "--limit", "2",

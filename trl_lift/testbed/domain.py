@@ -34,10 +34,14 @@ HELD_OUT_SEEDS = {"sudoku": 2026}
 HELD_OUT_SIZE = 256
 
 
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise KeyError(f"unknown testbed task {task!r}; tasks are {TASKS}")
+
+
 def _problems(task: str, n: int, seed: int) -> list[dict]:
-    if task == "sudoku":
-        return [p.as_doc() for p in generate_sudoku(n, seed=seed)]
-    raise KeyError(f"unknown testbed task {task!r}; tasks are {TASKS}")
+    _check_task(task)
+    return [p.as_doc() for p in generate_sudoku(n, seed=seed)]
 
 
 def _key(task: str, doc: dict) -> str:
@@ -51,9 +55,8 @@ def held_out(task: str, n: int = HELD_OUT_SIZE) -> list[dict]:
 
 def prompt(task: str, doc: dict) -> str:
     """The prompt: the task's name, the problem, and ``solution`` on its own line."""
-    if task == "sudoku":
-        return f"sudoku\n{render_grid(doc['puzzle'])}\nsolution\n"
-    raise KeyError(f"unknown testbed task {task!r}; tasks are {TASKS}")
+    _check_task(task)
+    return f"sudoku\n{render_grid(doc['puzzle'])}\nsolution\n"
 
 
 def completion(task: str, doc: dict) -> str:
@@ -63,8 +66,7 @@ def completion(task: str, doc: dict) -> str:
 
 def score(task: str, doc: dict, generated: str) -> dict[str, float]:
     """Grade one generation: ``cell_acc`` (correct empty cells) and ``acc`` (solved puzzles)."""
-    if task not in TASKS:
-        raise KeyError(f"unknown testbed task {task!r}; tasks are {TASKS}")
+    _check_task(task)
     return score_sudoku(generated.strip(), doc["puzzle"], doc["solution"])
 
 
